@@ -1,0 +1,4 @@
+"""Vendored MVSplat (ECCV 2024, arXiv 2403.14627), written from the paper and the parity data.
+
+Same configuration vocabulary and checkpoint format as upstream donydchen/mvsplat @ 175b17a.
+"""

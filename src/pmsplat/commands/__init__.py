@@ -1,0 +1,1 @@
+"""Sub-commands of the ``pmsplat`` CLI (see ``pmsplat.cli.COMMANDS``)."""
