@@ -33,6 +33,7 @@ $(STAMP): setup.py requirements-cpu.txt
 	@touch $(STAMP)
 
 test: setup
+	$(VENV)/bin/pmsplat patches verify
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 reproduce-mvsplat: setup

@@ -1,0 +1,1 @@
+"""Model components shared by the vendored baselines (Gaussian adapter, ...)."""

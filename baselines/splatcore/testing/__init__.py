@@ -1,0 +1,1 @@
+"""Test and verification helpers shared by the vendored baselines (parity with upstream)."""

@@ -1,0 +1,94 @@
+"""``pmsplat parity --baseline NAME FILE.safetensors``: check a vendored encoder against golden
+tensors produced by the upstream encoder (see ../shared/parity/README.md).
+
+The encoder is built from the file's metadata (views, seed; the size comes from the inputs) by
+``<baseline>.parity.build_encoder(metadata)`` — which also applies the deterministic weight rule —
+and run by ``<baseline>.parity.run_encoder(encoder, inputs)``, which returns the port's tensors keyed
+by the fixture's base names. Every reference tensor is compared after the documented slicing
+(``_every8``, ``_strideS``); the command prints a table of max |port - ref| / max |ref| and exits
+with 1 when any tensor is out of tolerance (5e-4 for ``inter_*``, 2e-3 for final outputs), 2 on
+unusable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+BASELINES = ("mvsplat", "depthsplat")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("parity", help="check a vendored encoder against golden tensors")
+    p.add_argument("--baseline", choices=BASELINES, required=True, help="which vendored encoder to check")
+    p.add_argument("file", help="parity set (.safetensors with input_* tensors, references and metadata)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, as the fixtures)")
+    p.set_defaults(func=run)
+
+
+def _load_hooks(baseline: str):
+    try:
+        module = import_module(f"{baseline}.parity")
+    except ModuleNotFoundError as error:
+        if error.name not in (baseline, f"{baseline}.parity"):
+            raise
+        return None
+    if not all(hasattr(module, name) for name in ("build_encoder", "run_encoder")):
+        return None
+    return module
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from splatcore.testing.parity import ParityError, compare_outputs, load_parity_file
+
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    hooks = _load_hooks(args.baseline)
+    if hooks is None:
+        print(
+            f"pmsplat parity: the {args.baseline} port has no parity hooks yet "
+            f"({args.baseline}/parity.py with build_encoder and run_encoder).",
+            file=sys.stderr,
+        )
+        return 2
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        parity_file = load_parity_file(args.file)
+        encoder = hooks.build_encoder(parity_file.metadata)
+        outputs = hooks.run_encoder(encoder, parity_file.inputs)
+    except (ParityError, ValueError) as error:
+        print(f"pmsplat parity: {error}", file=sys.stderr)
+        return 2
+    results = compare_outputs(parity_file.references, outputs)
+    if not results:
+        print(f"pmsplat parity: {args.file} holds no reference tensors to compare.", file=sys.stderr)
+        return 2
+    image = parity_file.inputs["image"]
+    table = Table(
+        title=f"{args.baseline} parity: {args.file} (seed {parity_file.metadata.get('seed', '?')}, "
+        f"V={image.shape[1]}, {image.shape[-2]}x{image.shape[-1]})"
+    )
+    for column in ("tensor", "shape", "max |ref|", "max |port-ref|", "rel. error", "tolerance", "status"):
+        table.add_column(column, justify="left" if column in ("tensor", "shape", "status") else "right")
+    for result in results:
+        status = "ok" if result.ok else f"FAIL{': ' + result.problem if result.problem else ''}"
+        table.add_row(
+            result.name,
+            "x".join(map(str, result.shape)),
+            f"{result.max_abs_ref:.4g}",
+            f"{result.max_abs_diff:.3e}",
+            f"{result.relative_error:.3e}",
+            f"{result.tolerance:.0e}",
+            status,
+        )
+    console.print(table)
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(results)} tensors out of tolerance: {', '.join(failed)}[/red]")
+        return 1
+    console.print(f"[green]all {len(results)} tensors within tolerance[/green]")
+    return 0

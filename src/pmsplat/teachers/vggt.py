@@ -1,0 +1,106 @@
+"""VGGT teacher (Wang et al., CVPR 2025): the paper's pointmap teacher.
+
+Needs the ``vggt`` package (MIT code)::
+
+    pip install "vggt @ git+https://github.com/facebookresearch/vggt"
+
+and its weights, either a Hugging Face hub id (``facebook/VGGT-1B``, downloaded at construction
+when the machine has network access; check its licence) or a local file with the state dict.
+Nothing is downloaded at import.
+
+The model is frozen (eval mode, no gradients) and held as a plain attribute of a plain Python
+object, so it never enters an optimizer or a checkpoint. Inference runs under autocast bf16 on
+Ampere+ GPUs, fp16 on older GPUs and fp32 on CPU. Images must already be a multiple of
+``patch_size`` = 14 (PM-Loss resizes them bilinearly and the pointmap back with nearest).
+
+Two sources of points (``points_from``):
+- ``point_head`` (default, as the official PM-Loss code): VGGT's ``world_points`` and
+  ``world_points_conf``.
+- ``depth_and_cameras``: points unprojected from VGGT's depth map with its predicted cameras,
+  which VGGT's README reports as more accurate; confidence = ``depth_conf``.
+Both are in VGGT's frame (first camera, VGGT's normalised scale).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from pmsplat.errors import MissingDependencyError
+from pmsplat.teachers.base import TeacherOutput
+from pmsplat.teachers.frozen import autocast_context, default_device, freeze, inference_dtype, load_weights
+from pmsplat.teachers.geometry import unproject_depth
+
+VGGT_PIP = 'pip install "vggt @ git+https://github.com/facebookresearch/vggt"'
+
+
+@dataclass
+class VGGTTeacherCfg:
+    weights: str = "facebook/VGGT-1B"
+    points_from: Literal["point_head", "depth_and_cameras"] = "point_head"
+    device: str | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+
+
+def _import_vggt():
+    try:
+        from vggt.models.vggt import VGGT
+    except ImportError as error:
+        raise MissingDependencyError("vggt", "The VGGT teacher", VGGT_PIP) from error
+    return VGGT
+
+
+def _import_pose_decoder():
+    try:
+        from vggt.utils.pose_enc import pose_encoding_to_extri_intri
+    except ImportError as error:
+        raise MissingDependencyError("vggt", "VGGT depth+camera points", VGGT_PIP) from error
+    return pose_encoding_to_extri_intri
+
+
+class VGGTTeacher:
+    """Pointmap teacher backed by a frozen VGGT model. See the module docstring."""
+
+    patch_size = 14
+
+    def __init__(self, cfg: VGGTTeacherCfg | None = None, model: torch.nn.Module | None = None):
+        self.cfg = cfg or VGGTTeacherCfg()
+        self.device = default_device(self.cfg.device)
+        if model is None:
+            vggt_class = _import_vggt()
+            model = load_weights(self.cfg.weights, vggt_class, vggt_class.from_pretrained, "VGGT")
+        self.model = freeze(model).to(self.device)
+        self.dtype = inference_dtype(self.device, self.cfg.dtype)
+        self.last_seconds = 0.0
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        images: Float[Tensor, "batch view 3 height width"],
+        context: dict | None = None,
+    ) -> TeacherOutput:
+        height, width = images.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"VGGT needs image sizes that are multiples of {self.patch_size}, got {height}x{width}; "
+                "PMLoss resizes images for the teacher, call the teacher through it."
+            )
+        start = time.perf_counter()
+        with autocast_context(self.device, self.dtype):
+            predictions = self.model(images.to(self.device))
+        if self.cfg.points_from == "point_head":
+            points = predictions["world_points"].float()
+            confidence = predictions["world_points_conf"].float()
+        else:
+            to_extrinsics_intrinsics = _import_pose_decoder()
+            world_to_camera, intrinsics = to_extrinsics_intrinsics(predictions["pose_enc"], (height, width))
+            depth = predictions["depth"][..., 0].float()
+            points = unproject_depth(depth, world_to_camera.float(), intrinsics.float())
+            confidence = predictions["depth_conf"].float()
+        self.last_seconds = time.perf_counter() - start
+        return TeacherOutput(points=points.to(images.device), confidence=confidence.to(images.device))

@@ -1,0 +1,151 @@
+"""DepthSplat port vs the upstream golden tensors (../shared/parity/depthsplat/*.safetensors) and
+the official checkpoint layout (state_dict_keys.json), stage by stage.
+
+Status: every stage up to the cost volumes / match probabilities matches the ViT-S fixture; the
+DPT head's residual (``inter_dpt_residual_depth``) does not yet, so the tensors computed from it
+(``depth``, ``gaussians_*`` and the Gaussian-branch stages) are checked twice:
+* end to end (strict xfail until the DPT head matches: the test turns into a failure the day it
+  passes, so the marker cannot be forgotten);
+* with the DPT head's output replaced by the reference residual (a forward hook), which checks
+  every later stage (feature upsampler, Gaussian regressor U-Net, Gaussian head, activations,
+  adapter) against upstream within the README tolerances.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from depthsplat.parity import build_encoder, run_encoder
+from splatcore.testing.parity import base_name, compare_tensor, load_parity_file
+
+DEPTH_BRANCH = [
+    "inter_cnn_features_s0",
+    "inter_cnn_features_s1",
+    "inter_mv_transformer_features",
+    "inter_mono_intermediate_l0",
+    "inter_mono_intermediate_l3",
+    "inter_cost_volume_s0",
+    "inter_match_prob_s0",
+    "inter_cost_volume_s1",
+    "inter_match_prob_s1",
+]
+DPT = ["inter_dpt_residual_depth"]
+AFTER_DPT = ["inter_gaussian_regressor_out_stride2", "inter_raw_gaussian_head_out_stride4"]
+FINALS = [
+    "depth",
+    "gaussians_means",
+    "gaussians_covariances",
+    "gaussians_harmonics_every8",
+    "gaussians_opacities",
+    "gaussians_scales",
+    "gaussians_rotations",
+]
+DPT_OPEN = "the DPT head's fusion does not match upstream yet (see the DepthSplat report)"
+
+
+@pytest.fixture(scope="module")
+def public_set(shared_dir):
+    return load_parity_file(shared_dir / "parity/depthsplat/public.safetensors")
+
+
+@pytest.fixture(scope="module")
+def vitb_set(shared_dir):
+    return load_parity_file(shared_dir / "parity/depthsplat/public_vitb.safetensors")
+
+
+@pytest.fixture(scope="module")
+def key_list(shared_dir):
+    return json.loads((shared_dir / "parity/depthsplat/state_dict_keys.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def vits_encoder(public_set):
+    return build_encoder(public_set.metadata)
+
+
+@pytest.fixture(scope="module")
+def port_outputs(public_set, vits_encoder):
+    return run_encoder(vits_encoder, public_set.inputs)
+
+
+@pytest.fixture(scope="module")
+def port_outputs_reference_dpt(public_set, vits_encoder):
+    """Outputs with the DPT residual replaced by the reference's (checks the later stages)."""
+    reference = public_set.references["inter_dpt_residual_depth"]
+    handle = vits_encoder.depth_predictor.upsampler.register_forward_hook(lambda module, args, out: reference)
+    try:
+        return run_encoder(vits_encoder, public_set.inputs)
+    finally:
+        handle.remove()
+
+
+def _check(name, references, outputs):
+    result = compare_tensor(name, references[name], outputs.get(base_name(name)))
+    assert result.problem is None, result.problem
+    assert result.tolerance == (5e-4 if name.startswith("inter_") else 2e-3)
+    assert result.ok, f"{name}: max |port - ref| / max |ref| = {result.relative_error:.3e} > {result.tolerance}"
+
+
+def test_fixture_holds_exactly_the_checked_tensors(public_set, vitb_set):
+    assert sorted(public_set.references) == sorted(DEPTH_BRANCH + DPT + AFTER_DPT + FINALS)
+    assert sorted(vitb_set.references) == sorted(FINALS + ["inter_mono_intermediate_l3"])
+
+
+@pytest.mark.parametrize("name", DEPTH_BRANCH)
+def test_depth_branch_stage_matches_upstream(public_set, port_outputs, name):
+    _check(name, public_set.references, port_outputs)
+
+
+@pytest.mark.parametrize("name", AFTER_DPT + FINALS)
+def test_stages_after_the_dpt_head_match_upstream(public_set, port_outputs_reference_dpt, name):
+    _check(name, public_set.references, port_outputs_reference_dpt)
+
+
+@pytest.mark.xfail(strict=True, reason=DPT_OPEN)
+@pytest.mark.parametrize("name", DPT + ["depth", "gaussians_means"])
+def test_end_to_end_matches_upstream(public_set, port_outputs, name):
+    _check(name, public_set.references, port_outputs)
+
+
+def test_vitb_monocular_features_match_upstream(vitb_set):
+    encoder = build_encoder(vitb_set.metadata)
+    assert encoder.depth_predictor.pretrained.embed_dim == 768
+    outputs = run_encoder(encoder, vitb_set.inputs)
+    _check("inter_mono_intermediate_l3", vitb_set.references, outputs)
+
+
+def _layout(state_dict):
+    return [(name, list(tensor.shape)) for name, tensor in state_dict.items()]
+
+
+@pytest.mark.parametrize("variant", ["vits", "vitb"])
+def test_state_dict_layout_equals_upstream(key_list, variant, public_set):
+    entries = key_list["keys"] if variant == "vits" else key_list["configured_variant"]["keys"]
+    expected = {e["name"]: e["shape"] for e in entries}
+    encoder = build_encoder({"seed": "0", "monodepth_vit_type": variant}) if variant == "vitb" else None
+    state = (encoder or build_encoder(public_set.metadata)).state_dict()
+    mine = dict(_layout(state))
+    assert sorted(set(expected) - set(mine)) == []  # missing
+    assert sorted(set(mine) - set(expected)) == []  # unexpected (e.g. DINOv2's mask_token)
+    assert {k: v for k, v in mine.items() if expected[k] != v} == {}
+    assert all(t.dtype == torch.float32 for t in state.values())
+    assert sum(t.numel() for t in state.values()) == (
+        key_list["num_elements"] if variant == "vits" else key_list["configured_variant"]["num_elements"]
+    )
+
+
+def test_official_style_checkpoint_loads_with_no_missing_or_unexpected_keys(vits_encoder, tmp_path):
+    from depthsplat.checkpoint import load_encoder_checkpoint
+    from depthsplat.encoder import EncoderDepthSplat
+
+    checkpoint = {"state_dict": {"encoder." + k: v.clone() for k, v in vits_encoder.state_dict().items()}}
+    path = tmp_path / "depthsplat.ckpt"
+    torch.save(checkpoint, path)
+    fresh = EncoderDepthSplat(vits_encoder.cfg)
+    result = load_encoder_checkpoint(fresh, path, strict=True)
+    assert list(result.missing_keys) == [] and list(result.unexpected_keys) == []
+    name = "depth_predictor.pretrained.blocks.3.attn.qkv.weight"
+    assert torch.equal(fresh.state_dict()[name], vits_encoder.state_dict()[name])
