@@ -134,6 +134,9 @@ def main() -> int:
     if args.worker:
         print(json.dumps(measure(args.worker, args.device, args.repeats, args.threads)))
         return 0
+    import os
+
+    load_before = os.getloadavg()[0]
     results = {}
     for mode in ("no_grad", "autograd"):
         command = [sys.executable, __file__, "--worker", mode, "--device", args.device,
@@ -148,7 +151,8 @@ def main() -> int:
         "# MVSplat encoder: forward time and peak memory",
         "",
         f"- machine: {platform.node()} ({device_name}), {args.device}, torch {torch.__version__}, "
-        f"{args.threads} CPU threads",
+        f"{args.threads} CPU threads, load average before the run {load_before:.1f} (other work on the "
+        "machine inflates CPU times; compare ratios within one run)",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         "- setting: released re10k config (12.0 M parameters), 2 context views, 256x256, batch 1, "
         f"median of {args.repeats} runs after a warm-up; reference = the no-grad forward of the same run",

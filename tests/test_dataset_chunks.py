@@ -260,3 +260,16 @@ def test_evaluation_index_beyond_clip_is_an_error(tmp_path):
     cfg = config(tmp_path, view_sampler=ViewSamplerEvaluationCfg(index_path=index))
     with pytest.raises(DatasetFormatError, match="frame 9 but the scene has 5 frames.*clip"):
         list(ChunkedDataset(cfg, "test"))
+
+
+def test_make_baseline_1_rescales_translations_and_bounds(tmp_path):
+    example, c2ws, _, _ = hand_built_scene("baseline", 4)
+    write_root(tmp_path, [[example]])
+    cfg = config(tmp_path, make_baseline_1=True, view_sampler=ViewSamplerArbitraryCfg(num_context_views=2, num_target_views=1, context_views=[0, 3], target_views=[1]))
+    item = next(iter(ChunkedDataset(cfg, "test")))
+    scale = np.linalg.norm(c2ws[0, :3, 3] - c2ws[3, :3, 3])
+    centres = item["context"]["extrinsics"][:, :3, 3].numpy()
+    np.testing.assert_allclose(np.linalg.norm(centres[0] - centres[1]), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(item["target"]["extrinsics"][0, :3, 3].numpy(), c2ws[1, :3, 3] / scale, rtol=1e-5)
+    np.testing.assert_allclose(item["context"]["near"].numpy(), 0.5 / scale, rtol=1e-5)
+    np.testing.assert_allclose(item["context"]["extrinsics"][:, :3, :3].numpy(), c2ws[[0, 3], :3, :3], atol=2e-6)

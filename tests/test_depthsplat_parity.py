@@ -110,10 +110,14 @@ def test_end_to_end_matches_upstream(public_set, port_outputs, name):
     _check(name, public_set.references, port_outputs)
 
 
-def test_vitb_monocular_features_match_upstream(vitb_set):
-    encoder = build_encoder(vitb_set.metadata)
-    assert encoder.depth_predictor.pretrained.embed_dim == 768
-    outputs = run_encoder(encoder, vitb_set.inputs)
+@pytest.fixture(scope="module")
+def vitb_encoder(vitb_set):
+    return build_encoder(vitb_set.metadata)
+
+
+def test_vitb_monocular_features_match_upstream(vitb_set, vitb_encoder):
+    assert vitb_encoder.depth_predictor.pretrained.embed_dim == 768
+    outputs = run_encoder(vitb_encoder, vitb_set.inputs)
     _check("inter_mono_intermediate_l3", vitb_set.references, outputs)
 
 
@@ -122,11 +126,10 @@ def _layout(state_dict):
 
 
 @pytest.mark.parametrize("variant", ["vits", "vitb"])
-def test_state_dict_layout_equals_upstream(key_list, variant, public_set):
+def test_state_dict_layout_equals_upstream(key_list, variant, request):
     entries = key_list["keys"] if variant == "vits" else key_list["configured_variant"]["keys"]
     expected = {e["name"]: e["shape"] for e in entries}
-    encoder = build_encoder({"seed": "0", "monodepth_vit_type": variant}) if variant == "vitb" else None
-    state = (encoder or build_encoder(public_set.metadata)).state_dict()
+    state = request.getfixturevalue(f"{variant}_encoder").state_dict()
     mine = dict(_layout(state))
     assert sorted(set(expected) - set(mine)) == []  # missing
     assert sorted(set(mine) - set(expected)) == []  # unexpected (e.g. DINOv2's mask_token)

@@ -77,7 +77,7 @@ class EncoderDepthSplatCfg:
     costvolume_nearest_n_views: int | None = None
     multiview_trans_nearest_n_views: int | None = None
     # monocular branch
-    monodepth_vit_type: Literal["vits", "vitb", "vitl"] = "vits"
+    monodepth_vit_type: str = "vits"  # vits, vitb or vitl
     # Gaussian branch
     large_gaussian_head: bool = False
     color_large_unet: bool = False
@@ -89,9 +89,9 @@ class EncoderDepthSplatCfg:
     return_depth: bool = False
     train_depth_only: bool = False
     # PM-Loss additions (defaults = DepthSplat behaviour)
-    offset_mode: Literal["ori", "origin", "pixel", "unconstrained"] = "ori"
+    offset_mode: str = "ori"  # one of OFFSET_MODES (validated in __post_init__)
     offset_factor: float = 0.5
-    confidence_activation: Literal["softplus", "sigmoid"] | None = None
+    confidence_activation: str | None = None  # None, "softplus" or "sigmoid"
 
     def __post_init__(self) -> None:
         checks = [

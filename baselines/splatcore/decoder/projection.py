@@ -32,6 +32,7 @@ from torch import Tensor
 ALPHA_THRESHOLD = 1.0 / 255.0
 EPS2D = 0.3
 FRUSTUM_MARGIN = 0.3
+RADIUS_MARGIN = 1e-3
 
 
 @dataclass
@@ -114,10 +115,9 @@ def project_gaussians(
         extent = torch.sqrt(2.0 * log_ratio.clamp_min(0.0))
         s_xx_ok = torch.where(positive, s_xx, torch.ones_like(s_xx)).clamp_min(0.0)
         s_yy_ok = torch.where(positive, s_yy, torch.ones_like(s_yy)).clamp_min(0.0)
-        # One pixel of margin keeps the box conservative under float rounding.
-        radius = torch.stack(
-            (extent * s_xx_ok.sqrt() + 1.0, extent * s_yy_ok.sqrt() + 1.0), dim=-1
-        )
+        # A small margin keeps the box conservative under float rounding of sigma and alpha.
+        radius = torch.stack((extent * s_xx_ok.sqrt(), extent * s_yy_ok.sqrt()), dim=-1)
+        radius = radius * (1.0 + RADIUS_MARGIN) + RADIUS_MARGIN
         centre = means2d.detach()
         on_image = (
             (centre[..., 0] + radius[..., 0] > 0)

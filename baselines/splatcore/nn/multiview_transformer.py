@@ -157,8 +157,7 @@ class MultiViewTransformer(nn.Module):
         if v < 2 and partners is None:
             raise NetworkInputError("The multi-view transformer needs at least 2 views.")
         partner_index = self._partner_index(partners if partners is not None else all_other_views(v), v)
-        x = features.permute(0, 1, 3, 4, 2)  # (b, v, h, w, c)
-        x = x.reshape(b * v, h, w, c) if x.is_contiguous() else x.reshape(b * v, h, w, c)
+        x = features.permute(0, 1, 3, 4, 2).reshape(b * v, h, w, c)  # channel-last, (b v) order
         for index, layer in enumerate(self.layers):
             per_view = x.reshape(b, v, h, w, c)
             target = per_view[:, partner_index.to(x.device)]  # (b, v, p, h, w, c)
