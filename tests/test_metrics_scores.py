@@ -1,0 +1,55 @@
+"""ScoreBook: per view -> per scene mean -> mean over scenes, and the upstream score files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from splatcore.evaluation import MetricInputError, ScoreBook
+
+
+def _book() -> ScoreBook:
+    book = ScoreBook(time_skip_steps=1)
+    # Scenes with different view counts: per-scene-then-scenes differs from a flat mean.
+    book.add("a", {"psnr": torch.tensor([10.0, 20.0]), "ssim": torch.tensor([0.5, 0.7])})
+    book.add("b", {"psnr": torch.tensor([30.0, 30.0, 30.0, 30.0]), "ssim": torch.tensor([0.9] * 4)})
+    return book
+
+
+def test_per_scene_then_over_scenes():
+    book = _book()
+    assert book.per_scene("psnr") == [15.0, 30.0]
+    averages = book.averages()
+    assert averages["psnr"] == pytest.approx(22.5)  # flat mean over 6 views would be 25
+    assert averages["ssim"] == pytest.approx((0.6 + 0.9) / 2)
+
+
+def test_written_files_have_the_upstream_layout(tmp_path):
+    book = _book()
+    book.mark_unavailable("lpips", "weights missing: set PMSPLAT_LPIPS_VGG16")
+    for seconds in (100.0, 1.0, 3.0):
+        book.add_time("encoder", seconds)
+    book.write(tmp_path)
+    assert json.loads((tmp_path / "scores_psnr_all.json").read_text()) == [15.0, 30.0]
+    assert json.loads((tmp_path / "scores_ssim_all.json").read_text()) == pytest.approx([0.6, 0.9])
+    assert not (tmp_path / "scores_lpips_all.json").exists()
+    summary = json.loads((tmp_path / "scores_all_avg.json").read_text())
+    assert summary["psnr"] == pytest.approx(22.5)
+    assert summary["encoder"] == [2, pytest.approx(2.0)]  # first call skipped
+    assert "lpips" not in summary and "weights missing" in summary["unavailable"]["lpips"]
+    by_scene = json.loads((tmp_path / "scores_by_scene.json").read_text())
+    assert by_scene["b"]["psnr"] == 30.0
+
+
+def test_scorebook_rejects_inconsistent_input():
+    book = _book()
+    with pytest.raises(MetricInputError, match="already added"):
+        book.add("a", {"psnr": torch.tensor([1.0]), "ssim": torch.tensor([1.0])})
+    with pytest.raises(MetricInputError, match="same metrics"):
+        book.add("c", {"psnr": torch.tensor([1.0])})
+    with pytest.raises(MetricInputError, match="1-D"):
+        book.add("d", {"psnr": torch.tensor([]), "ssim": torch.tensor([])})
+    with pytest.raises(MetricInputError, match="no scene"):
+        ScoreBook().averages()
