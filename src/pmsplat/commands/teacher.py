@@ -1,0 +1,166 @@
+"""``pmsplat teacher``: build and check an offline teacher cache, list the teachers.
+
+    pmsplat teacher precompute --dataset ROOT [ROOT ...] --out CACHE [--stage train|test]
+                               [--teacher NAME] [--set KEY=VALUE ...] [--teacher-config FILE.yaml]
+                               [--image-shape H W] [--dataset-name NAME] [--dataset-set KEY=VALUE ...]
+                               [--shard I/N] [--frame-policy scene|windows] [--window 16] [--overlap 4]
+                               [--crop-multiple 1]
+    pmsplat teacher verify CACHE [--dataset ROOT ...] [--quick]
+    pmsplat teacher list
+
+``precompute`` is resumable (finished scenes are skipped) and several processes may fill one
+cache with disjoint ``--shard 0/4``, ``--shard 1/4``, ... ; ``verify`` exits 1 unless every scene is
+present and intact (and, with ``--dataset``, the dataset is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("teacher", help="precompute / verify an offline teacher cache")
+    actions = parser.add_subparsers(dest="teacher_command", metavar="ACTION")
+
+    build = actions.add_parser("precompute", help="run a teacher over a dataset split and store its pointmaps")
+    build.add_argument("--dataset", type=Path, nargs="+", required=True, metavar="ROOT", help="dataset root(s) with train/ and test/")
+    build.add_argument("--out", type=Path, required=True, help="cache folder (created; an existing one is resumed)")
+    build.add_argument("--stage", choices=["train", "test"], default="train")
+    build.add_argument("--teacher", default="synthetic", help="teacher name (see `pmsplat teacher list`; default synthetic)")
+    build.add_argument("--set", dest="teacher_set", nargs="+", default=[], metavar="KEY=VALUE", help="teacher options (YAML values)")
+    build.add_argument("--teacher-config", type=Path, help="YAML file with the teacher config (name + options)")
+    build.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="dataset.image_shape (crop-shim output)")
+    build.add_argument("--dataset-name", help="dataset.name (default: synthetic when synthetic.json exists, else re10k)")
+    build.add_argument("--dataset-set", nargs="+", default=[], metavar="KEY=VALUE", help="other dataset options (YAML values)")
+    build.add_argument("--shard", default="0/1", help="I/N: handle scenes at sorted positions p with p %% N == I (default 0/1)")
+    build.add_argument("--frame-policy", choices=["scene", "windows"], default="scene", help="frames per teacher call (default: whole scene)")
+    build.add_argument("--window", type=int, default=16, help="frames per window (--frame-policy windows)")
+    build.add_argument("--overlap", type=int, default=4, help="frames shared by consecutive windows")
+    build.add_argument("--crop-multiple", type=int, default=1, help="centre-crop to this multiple first (the patch shim; 1 = off)")
+    build.set_defaults(func=run_precompute)
+
+    check = actions.add_parser("verify", help="check a cache for completeness and integrity")
+    check.add_argument("cache", type=Path)
+    check.add_argument("--dataset", type=Path, nargs="+", metavar="ROOT", help="also check that this dataset is unchanged")
+    check.add_argument("--quick", action="store_true", help="sizes only, no sha256 of every file")
+    check.set_defaults(func=run_verify)
+
+    listing = actions.add_parser("list", help="list the registered teachers and what each needs")
+    listing.set_defaults(func=run_list)
+
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _key_values(pairs: list[str], what: str) -> dict:
+    import yaml
+
+    from pmsplat.errors import InputError
+
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"{what}: expected KEY=VALUE, got {pair!r}.")
+        values[key] = yaml.safe_load(value)
+    return values
+
+
+def _teacher_config(args: argparse.Namespace) -> dict:
+    import yaml
+
+    from pmsplat.errors import InputError
+
+    config: dict = {}
+    if args.teacher_config is not None:
+        if not args.teacher_config.is_file():
+            raise InputError(f"--teacher-config {args.teacher_config} does not exist.")
+        config = yaml.safe_load(args.teacher_config.read_text()) or {}
+        if not isinstance(config, dict):
+            raise InputError(f"--teacher-config {args.teacher_config} must hold a mapping (name + options).")
+    config.setdefault("name", args.teacher)
+    config.update(_key_values(args.teacher_set, "--set"))
+    return config
+
+
+def _dataset_config(args: argparse.Namespace):
+    from splatcore.dataset import DatasetCfg
+
+    from pmsplat.synthetic import synthetic_dataset_cfg
+
+    roots = list(args.dataset)
+    overrides = _key_values(args.dataset_set, "--dataset-set")
+    if args.image_shape:
+        overrides["image_shape"] = list(args.image_shape)
+    if args.dataset_name:
+        overrides["name"] = args.dataset_name
+    if (roots[0] / "synthetic.json").is_file():
+        return synthetic_dataset_cfg(roots[0], roots=roots, **overrides)
+    return dataclasses.replace(DatasetCfg(roots=roots), **overrides)
+
+
+def run_precompute(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from splatcore.dataset import DatasetError
+
+    from pmsplat.errors import PMSplatError
+    from pmsplat.teachers.cache_build import CacheBuildCfg, FramePolicyCfg, precompute
+
+    try:
+        shard_index, shard_count = (int(x) for x in args.shard.split("/"))
+    except ValueError:
+        print(f"pmsplat teacher precompute: --shard must be I/N (e.g. 0/4), got {args.shard!r}.", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        cfg = CacheBuildCfg(
+            out=args.out,
+            dataset=_dataset_config(args),
+            teacher=_teacher_config(args),
+            stage=args.stage,
+            shard=(shard_index, shard_count),
+            frame_policy=FramePolicyCfg(kind=args.frame_policy, window=args.window, overlap=args.overlap),
+            crop_multiple=args.crop_multiple,
+        )
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+        ) as progress:
+            task = progress.add_task(f"teacher cache {args.stage} shard {args.shard}", total=None)
+
+            def update(done: int, total: int, scene: str) -> None:
+                progress.update(task, completed=done, total=total)
+
+            summary = precompute(cfg, progress=update)
+    except (PMSplatError, DatasetError) as error:
+        print(f"pmsplat teacher precompute: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Shard {args.shard}: {summary.computed} scene(s) computed, {summary.already_done} already done, "
+        f"{summary.skipped} skipped by the loader, of {summary.total}; {summary.bytes_written / 1e6:.1f} MB written, "
+        f"teacher {summary.teacher_seconds:.1f} s, total {time.perf_counter() - start:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from pmsplat.errors import PMSplatError
+    from pmsplat.teachers.cache_verify import verify_cache
+
+    try:
+        report = verify_cache(args.cache, dataset_roots=args.dataset, checksums=not args.quick)
+    except PMSplatError as error:
+        print(f"pmsplat teacher verify: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from pmsplat.teachers.registry import TEACHERS
+
+    for name, spec in sorted(TEACHERS.items()):
+        print(f"{name:10s} {spec.module}.{spec.class_name}  needs: {spec.install}")
+    return 0
