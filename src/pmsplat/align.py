@@ -1,0 +1,199 @@
+"""Batched, weighted similarity (Umeyama) alignment of point sets with index correspondence.
+
+Given a source set x_i and a target set y_i (same index = same pixel), find the scale s > 0,
+rotation R (det R = +1) and translation t minimising
+
+    sum_i w_i || y_i - (s R x_i + t) ||^2  /  sum_i w_i
+
+in closed form (Umeyama 1991): with weighted means mu_x, mu_y, source variance
+sigma_x^2 = sum_i w_i |x_i - mu_x|^2 / W and cross-covariance
+Sigma = sum_i w_i (y_i - mu_y)(x_i - mu_x)^T / W = U D V^T,
+
+    S = diag(1, 1, sign(det U det V)),  R = U S V^T,  s = trace(D S) / sigma_x^2,
+    t = mu_y - s R mu_x.
+
+The reflection fix S is built from the determinant sign as a tensor (no Python branch), the whole
+batch is solved at once, and by default gradients flow through the fit into both point sets (as
+in the official PM-Loss code). The fit runs in float64; results come back in the input dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from pmsplat.errors import DegenerateInputError, InputError
+
+#: Relative tolerances of the degeneracy checks (on the eigenvalues of the float64 covariance).
+IDENTICAL_TOLERANCE = 1e-14
+COLLINEAR_TOLERANCE = 1e-10
+
+
+@dataclass
+class SimilarityTransform:
+    """x -> scale * rotation @ x + translation, one transform per batch element.
+
+    scale: (B,) positive; rotation: (B, 3, 3) proper rotations; translation: (B, 3).
+    """
+
+    scale: Float[Tensor, "batch"]
+    rotation: Float[Tensor, "batch 3 3"]
+    translation: Float[Tensor, "batch 3"]
+
+    def apply(self, points: Float[Tensor, "batch point 3"]) -> Float[Tensor, "batch point 3"]:
+        """Transform (B, N, 3) points (computed in the points' dtype)."""
+        rotation = self.rotation.to(points.dtype)
+        scale = self.scale.to(points.dtype)
+        translation = self.translation.to(points.dtype)
+        return scale[:, None, None] * torch.einsum("bij,bnj->bni", rotation, points) + translation[:, None, :]
+
+
+def _check_inputs(source: Tensor, target: Tensor, weights: Tensor | None, mask: Tensor | None) -> None:
+    for name, tensor in (("source", source), ("target", target)):
+        if not isinstance(tensor, Tensor) or tensor.ndim != 3 or tensor.shape[-1] != 3:
+            shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise InputError(f"similarity_align: '{name}' must have shape (B, N, 3), got {shape}.")
+        if not tensor.is_floating_point():
+            raise InputError(f"similarity_align: '{name}' must be a floating-point tensor, got {tensor.dtype}.")
+    if source.shape != target.shape:
+        raise InputError(
+            f"similarity_align: 'source' {tuple(source.shape)} and 'target' {tuple(target.shape)} must have the "
+            "same shape (B, N, 3): points correspond by index."
+        )
+    if source.dtype != target.dtype or source.device != target.device:
+        raise InputError(
+            f"similarity_align: 'source' ({source.dtype}, {source.device}) and 'target' ({target.dtype}, "
+            f"{target.device}) must share dtype and device."
+        )
+    if source.shape[0] == 0 or source.shape[1] == 0:
+        raise InputError(f"similarity_align: empty input of shape {tuple(source.shape)}; expected (B >= 1, N >= 3, 3).")
+    batch, count = source.shape[:2]
+    if weights is not None:
+        if not isinstance(weights, Tensor) or tuple(weights.shape) != (batch, count) or not weights.is_floating_point():
+            raise InputError(
+                f"similarity_align: 'weights' must be a floating-point tensor of shape ({batch}, {count}), got "
+                f"{tuple(weights.shape) if isinstance(weights, Tensor) else type(weights).__name__}."
+            )
+        if weights.device != source.device:
+            raise InputError(f"similarity_align: 'weights' is on {weights.device}, the points on {source.device}.")
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise InputError("similarity_align: 'weights' must be finite and non-negative.")
+    if mask is not None:
+        if not isinstance(mask, Tensor) or tuple(mask.shape) != (batch, count) or mask.dtype != torch.bool:
+            raise InputError(
+                f"similarity_align: 'mask' must be a bool tensor of shape ({batch}, {count}), got "
+                f"{(tuple(mask.shape), mask.dtype) if isinstance(mask, Tensor) else type(mask).__name__}."
+            )
+        if mask.device != source.device:
+            raise InputError(f"similarity_align: 'mask' is on {mask.device}, the points on {source.device}.")
+
+
+def _raise_if_degenerate(
+    name: str,
+    centred: Float[Tensor, "batch point 3"],
+    mean: Float[Tensor, "batch 3"],
+    weights: Float[Tensor, "batch point"],
+    total: Float[Tensor, "batch"],
+) -> None:
+    """DegenerateInputError when a weighted point set is (numerically) one point or one line."""
+    with torch.no_grad():
+        covariance = torch.einsum("bn,bni,bnj->bij", weights, centred, centred) / total[:, None, None]
+        eigenvalues = torch.linalg.eigvalsh(covariance)  # ascending
+        largest, middle = eigenvalues[:, 2], eigenvalues[:, 1]
+        magnitude = (weights * centred.square().sum(-1)).sum(-1) / total + mean.square().sum(-1)
+        identical = largest <= IDENTICAL_TOLERANCE * magnitude
+        collinear = ~identical & (middle <= COLLINEAR_TOLERANCE * largest)
+        if bool((identical | collinear).any()):
+            bad_identical = identical.nonzero().flatten().tolist()
+            bad_collinear = collinear.nonzero().flatten().tolist()
+            parts = []
+            if bad_identical:
+                parts.append(f"all (weighted, valid) points identical in batch element(s) {bad_identical}")
+            if bad_collinear:
+                parts.append(f"all points collinear in batch element(s) {bad_collinear}")
+            raise DegenerateInputError(
+                f"similarity_align: '{name}' cannot define a similarity transform: {'; '.join(parts)}. "
+                "A rotation needs at least 3 non-collinear points; mask out or drop these examples."
+            )
+
+
+def similarity_align(
+    source: Float[Tensor, "batch point 3"],
+    target: Float[Tensor, "batch point 3"],
+    weights: Float[Tensor, "batch point"] | None = None,
+    mask: Bool[Tensor, "batch point"] | None = None,
+    *,
+    detach_fit: bool = False,
+    with_scale: bool = True,
+    check_degenerate: bool = True,
+) -> tuple[Float[Tensor, "batch point 3"], SimilarityTransform]:
+    """Align ``source`` onto ``target`` (index correspondence) with a similarity transform.
+
+    source, target: (B, N, 3) point sets, same dtype/device; point i of source matches point i of
+        target. Points excluded by ``mask`` may hold any value, including NaN/inf.
+    weights: optional (B, N) non-negative per-point weights (e.g. a teacher confidence).
+    mask: optional (B, N) bool, True = the pair takes part in the fit.
+    detach_fit: if True the transform is fitted on detached inputs (stop-gradient through the
+        alignment); gradients still flow through ``aligned = s R source + t`` into ``source``.
+    with_scale: if False, fit a rigid transform (scale fixed to 1).
+    check_degenerate: raise DegenerateInputError (naming the batch elements) when an example has
+        fewer than 3 valid points, a zero weight sum, or identical / collinear source or target
+        points. Turning it off skips one host sync; degenerate examples then give undefined results.
+
+    Returns ``(aligned_source (B, N, 3), SimilarityTransform)`` in the input dtype; the aligned
+    source is computed for every point (masked ones too, NaN stays NaN there).
+    """
+    _check_inputs(source, target, weights, mask)
+    dtype = source.dtype
+    batch, count = source.shape[:2]
+    compute = torch.float64
+    x_all = source.to(compute)
+    y_all = target.to(compute)
+    w = torch.ones(batch, count, dtype=compute, device=source.device) if weights is None else weights.to(compute)
+    if mask is not None:
+        w = torch.where(mask, w, torch.zeros((), dtype=compute, device=w.device))
+        # Zero the masked points so that NaN/inf there cannot leak into sums (0 * inf = NaN).
+        keep = mask[..., None]
+        x = torch.where(keep, x_all, torch.zeros((), dtype=compute, device=w.device))
+        y = torch.where(keep, y_all, torch.zeros((), dtype=compute, device=w.device))
+    else:
+        x, y = x_all, y_all
+    if detach_fit:
+        x, y, w = x.detach(), y.detach(), w.detach()
+
+    total = w.sum(-1)
+    if check_degenerate:
+        few = (w > 0).sum(-1) < 3
+        if bool(few.any()):
+            raise DegenerateInputError(
+                "similarity_align: fewer than 3 points with positive weight (after 'mask') in batch element(s) "
+                f"{few.nonzero().flatten().tolist()}; a similarity transform needs at least 3 non-collinear points."
+            )
+    safe_total = total.clamp_min(torch.finfo(compute).tiny)
+    mu_x = (w[..., None] * x).sum(1) / safe_total[:, None]
+    mu_y = (w[..., None] * y).sum(1) / safe_total[:, None]
+    xc = x - mu_x[:, None, :]
+    yc = y - mu_y[:, None, :]
+    if check_degenerate:
+        _raise_if_degenerate("source", xc, mu_x, w, safe_total)
+        _raise_if_degenerate("target", yc, mu_y, w, safe_total)
+
+    var_x = (w * xc.square().sum(-1)).sum(-1) / safe_total
+    sigma = torch.einsum("bn,bni,bnj->bij", w, yc, xc) / safe_total[:, None, None]
+    u, d, vh = torch.linalg.svd(sigma)
+    sign = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    s_diag = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], dim=-1)
+    rotation = torch.einsum("bij,bj,bjk->bik", u, s_diag, vh)
+    if with_scale:
+        scale = (d * s_diag).sum(-1) / var_x
+    else:
+        scale = torch.ones_like(var_x)
+    translation = mu_y - scale[:, None] * torch.einsum("bij,bj->bi", rotation, mu_x)
+
+    transform = SimilarityTransform(scale.to(dtype), rotation.to(dtype), translation.to(dtype))
+    aligned = scale[:, None, None] * torch.einsum("bij,bnj->bni", rotation, x_all) + translation[:, None, :]
+    return aligned.to(dtype), transform

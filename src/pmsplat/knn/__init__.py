@@ -1,0 +1,131 @@
+"""Exact nearest-neighbour search between point sets: index + differentiable squared distance.
+
+Engines (all exact; results agree with brute force up to ties between equidistant references):
+
+- ``"brute"``: chunked exhaustive scan in torch (:mod:`pmsplat.knn.brute`); the reference, and
+  the fastest choice for small problems.
+- ``"kdtree"``: scipy's cKDTree, multi-threaded (:mod:`pmsplat.knn.kdtree`); the CPU default.
+- ``"grid"``: multi-level sorted voxel grid in pure torch (:mod:`pmsplat.knn.grid`); the CUDA
+  default. It imports and runs on CPU too (that is how it is tested without a GPU).
+- ``"auto"``: brute when N * M <= ``AUTO_BRUTE_PAIRS``, else kdtree on CPU, grid on CUDA.
+
+The search runs without gradient; the squared distance is then recomputed from the gathered
+reference, so it is differentiable with respect to both ``queries`` and ``references``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from jaxtyping import Bool, Float, Int64
+from torch import Tensor
+
+from pmsplat.errors import InputError
+from pmsplat.knn.brute import brute_force_search
+from pmsplat.knn.grid import grid_search
+from pmsplat.knn.kdtree import kdtree_search
+
+__all__ = ["nearest_neighbors", "brute_force_search", "grid_search", "kdtree_search", "AUTO_BRUTE_PAIRS"]
+
+#: Below this many query-reference pairs per batch element "auto" uses the brute-force scan.
+AUTO_BRUTE_PAIRS = 1 << 24
+
+Method = Literal["auto", "brute", "kdtree", "grid"]
+
+
+def _check(queries: Tensor, references: Tensor, reference_mask: Tensor | None, query_mask: Tensor | None) -> None:
+    for name, tensor in (("queries", queries), ("references", references)):
+        if not isinstance(tensor, Tensor) or tensor.ndim != 3 or tensor.shape[-1] != 3 or not tensor.is_floating_point():
+            shape = tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__
+            raise InputError(f"nearest_neighbors: '{name}' must be a floating-point tensor of shape (B, N, 3), got {shape}.")
+    if queries.shape[0] != references.shape[0] or queries.shape[0] == 0:
+        raise InputError(
+            f"nearest_neighbors: 'queries' {tuple(queries.shape)} and 'references' {tuple(references.shape)} need the "
+            "same non-zero batch size B: (B, N, 3) and (B, M, 3)."
+        )
+    if references.shape[1] == 0:
+        raise InputError(f"nearest_neighbors: 'references' {tuple(references.shape)} is empty; expected (B, M >= 1, 3).")
+    if queries.dtype != references.dtype or queries.device != references.device:
+        raise InputError(
+            f"nearest_neighbors: 'queries' ({queries.dtype}, {queries.device}) and 'references' ({references.dtype}, "
+            f"{references.device}) must share dtype and device."
+        )
+    for name, mask, points in (("reference_mask", reference_mask, references), ("query_mask", query_mask, queries)):
+        if mask is None:
+            continue
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != tuple(points.shape[:2]):
+            raise InputError(
+                f"nearest_neighbors: '{name}' must be a bool tensor of shape {tuple(points.shape[:2])}, got "
+                f"{(tuple(mask.shape), mask.dtype) if isinstance(mask, Tensor) else type(mask).__name__}."
+            )
+        if mask.device != points.device:
+            raise InputError(f"nearest_neighbors: '{name}' is on {mask.device}, the points on {points.device}.")
+
+
+def nearest_neighbors(
+    queries: Float[Tensor, "batch query 3"],
+    references: Float[Tensor, "batch reference 3"],
+    *,
+    reference_mask: Bool[Tensor, "batch reference"] | None = None,
+    query_mask: Bool[Tensor, "batch query"] | None = None,
+    method: Method = "auto",
+) -> tuple[Int64[Tensor, "batch query"], Float[Tensor, "batch query"]]:
+    """For each query point, its nearest reference point (exact, squared Euclidean distance).
+
+    queries (B, N, 3), references (B, M, 3): same dtype and device (CPU or CUDA).
+    reference_mask: optional (B, M) bool; references with False are never returned (they may
+        hold NaN/inf). Every batch element needs at least one valid reference.
+    query_mask: optional (B, N) bool; queries with False are not searched (they may hold NaN):
+        their index is -1 and their squared distance 0 (with zero gradient).
+    method: "auto" | "brute" | "kdtree" | "grid" (see the module docstring).
+
+    Returns ``(index (B, N) int64 into the reference axis, sq_dist (B, N))``; ``sq_dist`` is
+    ``((queries - references[index]) ** 2).sum(-1)``, differentiable wrt both point sets.
+    Memory stays O(N + M) for every engine.
+    """
+    _check(queries, references, reference_mask, query_mask)
+    with torch.no_grad():
+        if reference_mask is not None:
+            empty = ~reference_mask.any(-1)
+            if bool(empty.any()):
+                raise InputError(
+                    f"nearest_neighbors: 'reference_mask' leaves no valid reference in batch element(s) "
+                    f"{empty.nonzero().flatten().tolist()}."
+                )
+            ref_ok = torch.isfinite(references).all(-1) | ~reference_mask
+        else:
+            ref_ok = torch.isfinite(references).all(-1)
+        if not bool(ref_ok.all()):
+            raise InputError(
+                "nearest_neighbors: 'references' holds non-finite points that 'reference_mask' does not exclude "
+                f"(batch element(s) {(~ref_ok).any(-1).nonzero().flatten().tolist()}); mask them out."
+            )
+        search_queries = queries.detach()
+        if query_mask is not None:
+            search_queries = torch.where(query_mask[..., None], search_queries, torch.zeros_like(search_queries))
+        if not bool(torch.isfinite(search_queries).all()):
+            raise InputError("nearest_neighbors: 'queries' holds non-finite points; exclude them with 'query_mask'.")
+        search_refs = references.detach()
+        chosen = method
+        if method == "auto":
+            pairs = queries.shape[1] * references.shape[1]
+            if pairs <= AUTO_BRUTE_PAIRS:
+                chosen = "brute"
+            else:
+                chosen = "grid" if queries.is_cuda else "kdtree"
+        if chosen == "brute":
+            index = brute_force_search(search_queries, search_refs, reference_mask)
+        elif chosen == "kdtree":
+            index = kdtree_search(search_queries, search_refs, reference_mask)
+        elif chosen == "grid":
+            index = grid_search(search_queries, search_refs, reference_mask)
+        else:
+            raise InputError(f"nearest_neighbors: unknown method {method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
+        if query_mask is not None:
+            index = torch.where(query_mask, index, torch.full_like(index, -1))
+    gathered = torch.gather(references, 1, index.clamp_min(0)[..., None].expand(-1, -1, 3))
+    difference = queries - gathered
+    if query_mask is not None:
+        difference = torch.where(query_mask[..., None], difference, torch.zeros_like(difference))
+    return index, difference.square().sum(-1)

@@ -1,0 +1,55 @@
+"""Exact nearest neighbour on CPU with scipy's cKDTree (a library dependency, multi-threaded).
+
+The tree is built unbalanced with non-compact nodes (sliding-midpoint splits), which builds about
+3x faster than scipy's default at 688k points and queries as fast (benchmarks/results/pmloss.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from jaxtyping import Bool, Float, Int64
+from torch import Tensor
+
+from pmsplat.errors import MissingDependencyError
+
+
+def _ckdtree():
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError as error:  # scipy is a declared dependency; this is a broken install
+        raise MissingDependencyError("scipy", "The CPU k-d tree nearest-neighbour search", "pip install scipy") from error
+    return cKDTree
+
+
+@torch.no_grad()
+def kdtree_search(
+    queries: Float[Tensor, "batch query 3"],
+    references: Float[Tensor, "batch reference 3"],
+    reference_mask: Bool[Tensor, "batch reference"] | None = None,
+    workers: int | None = None,
+    leafsize: int = 16,
+) -> Int64[Tensor, "batch query"]:
+    """Index of each query's nearest (valid) reference, one k-d tree per batch element.
+
+    Works on CPU tensors (CUDA tensors are copied to the host and the result copied back).
+    ``workers`` defaults to ``torch.get_num_threads()``. Every batch element needs at least one
+    valid reference (checked by the caller).
+    """
+    tree_class = _ckdtree()
+    workers = workers or torch.get_num_threads()
+    device = queries.device
+    q_all = queries.detach().cpu().double().numpy()
+    r_all = references.detach().cpu().double().numpy()
+    m_all = None if reference_mask is None else reference_mask.cpu().numpy()
+    out = np.empty(queries.shape[:2], dtype=np.int64)
+    for b in range(queries.shape[0]):
+        refs = r_all[b]
+        valid = None
+        if m_all is not None and not m_all[b].all():
+            valid = np.flatnonzero(m_all[b])
+            refs = refs[valid]
+        tree = tree_class(refs, leafsize=leafsize, balanced_tree=False, compact_nodes=False)
+        _, found = tree.query(q_all[b], k=1, workers=workers)
+        out[b] = found if valid is None else valid[found]
+    return torch.from_numpy(out).to(device)

@@ -1,0 +1,456 @@
+"""PM-Loss: align a teacher pointmap onto the predicted Gaussian centres, then a Chamfer distance.
+
+Official-equivalent defaults (DESIGN.md "The PM-Loss, precisely"; upstream-facts 1.5, 11.17):
+
+1. the teacher points are aligned onto the prediction by a similarity (Umeyama) fit using the
+   pixel-index correspondence, gradients flowing through the fit (no stop-gradient);
+2. per example, the mean over predicted points of the squared distance to the nearest aligned
+   teacher point (single direction, prediction -> teacher);
+3. NaN becomes 0, and a per-example loss above ``ignore_large_loss`` (100, squared units of the
+   prediction's world scale) is multiplied by 1e-5;
+4. :class:`PMLoss` returns ``weight * mean over the batch`` (weight 0.005).
+
+Options, all off by default: ``bidirectional`` (add the teacher -> prediction term),
+confidence weighting (alignment weighted by the teacher confidence, Chamfer terms weighted by the
+confidence of the teacher point involved), ``robust`` distances (``"huber"`` on the Euclidean
+distance, ``"trimmed"`` drops the largest fraction of per-point distances), stop-gradient through
+the alignment, and a per-pixel validity mask.
+
+Non-finite teacher points are excluded from the alignment and from the nearest-neighbour search
+and counted (``PMLossResult.nonfinite_teacher``, ``PMLoss.last_stats``); they never silently
+turn an example's loss into 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int64
+from torch import Tensor, nn
+
+from pmsplat.align import SimilarityTransform, similarity_align
+from pmsplat.errors import InputError
+from pmsplat.knn import nearest_neighbors
+from pmsplat.teachers.base import Teacher, TeacherOutput
+
+Robust = Literal["none", "huber", "trimmed"]
+
+
+@dataclass
+class PMLossConfig:
+    """PM-Loss settings. Defaults reproduce the official PM-Loss arithmetic.
+
+    weight: multiplier of the batch-mean loss (0.005 in the paper's DepthSplat runs).
+    ignore_large_loss: per-example losses above this are multiplied by ``large_loss_factor``;
+        None or <= 0 disables the rule.
+    bidirectional: also add the mean teacher -> prediction squared distance.
+    confidence_weighting: use the teacher's confidence as alignment and Chamfer weights.
+    robust: "none" (squared distance), "huber" (quadratic below ``huber_delta``, linear above,
+        on the Euclidean distance), or "trimmed" (drop the ``trim_fraction`` largest distances).
+    stop_gradient_alignment: fit the similarity transform on detached points.
+    knn_method: engine of :func:`pmsplat.knn.nearest_neighbors` ("auto", "brute", "kdtree", "grid").
+    """
+
+    weight: float = 0.005
+    ignore_large_loss: float | None = 100.0
+    large_loss_factor: float = 1e-5
+    bidirectional: bool = False
+    confidence_weighting: bool = False
+    robust: Robust = "none"
+    huber_delta: float = 0.1
+    trim_fraction: float = 0.1
+    stop_gradient_alignment: bool = False
+    knn_method: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.robust not in ("none", "huber", "trimmed"):
+            raise InputError(f"PMLossConfig.robust must be 'none', 'huber' or 'trimmed', got {self.robust!r}.")
+        if self.robust == "huber" and not self.huber_delta > 0:
+            raise InputError(f"PMLossConfig.huber_delta must be > 0, got {self.huber_delta}.")
+        if self.robust == "trimmed" and not 0 <= self.trim_fraction < 1:
+            raise InputError(f"PMLossConfig.trim_fraction must be in [0, 1), got {self.trim_fraction}.")
+        if not self.large_loss_factor >= 0:
+            raise InputError(f"PMLossConfig.large_loss_factor must be >= 0, got {self.large_loss_factor}.")
+
+
+@dataclass
+class PMLossResult:
+    """Everything :func:`pm_loss_details` computed, per batch element (B = batch size).
+
+    loss (B,): the stabilised loss (what :func:`pm_loss` returns); raw (B,): before NaN -> 0 and
+    the large-loss rule; large (B,) / nan (B,): which examples each rule hit; transform: the
+    teacher -> prediction similarity; aligned_teacher (B, N, 3); nonfinite_teacher (B,): teacher
+    points excluded because they (or their confidence) were not finite.
+    """
+
+    loss: Float[Tensor, "batch"]
+    raw: Float[Tensor, "batch"]
+    large: Bool[Tensor, "batch"]
+    nan: Bool[Tensor, "batch"]
+    transform: SimilarityTransform
+    aligned_teacher: Float[Tensor, "batch point 3"]
+    nonfinite_teacher: Int64[Tensor, "batch"]
+
+
+def _shape(x: Any) -> Any:
+    return tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+
+
+def _check_inputs(pred: Tensor, teacher: Tensor, confidence: Tensor | None, valid_mask: Tensor | None) -> None:
+    if not isinstance(pred, Tensor) or pred.ndim != 3 or pred.shape[-1] != 3 or not pred.is_floating_point():
+        raise InputError(f"pm_loss: 'pred_points' must be a floating-point tensor (B, N, 3), got {_shape(pred)}.")
+    batch, count = pred.shape[:2]
+    if batch == 0 or count == 0:
+        raise InputError(f"pm_loss: 'pred_points' is empty {_shape(pred)}; expected (B >= 1, N >= 3, 3).")
+    if not isinstance(teacher, Tensor) or tuple(teacher.shape) != tuple(pred.shape):
+        raise InputError(
+            f"pm_loss: 'teacher_points' must have the shape of 'pred_points' ({batch}, {count}, 3) (one teacher "
+            f"point per predicted point, same pixel order), got {_shape(teacher)}."
+        )
+    if teacher.dtype != pred.dtype or teacher.device != pred.device:
+        raise InputError(
+            f"pm_loss: 'teacher_points' ({teacher.dtype}, {teacher.device}) must match 'pred_points' "
+            f"({pred.dtype}, {pred.device}) in dtype and device."
+        )
+    if confidence is not None:
+        if not isinstance(confidence, Tensor) or tuple(confidence.shape) != (batch, count) or not confidence.is_floating_point():
+            raise InputError(f"pm_loss: 'confidence' must be a floating-point tensor ({batch}, {count}), got {_shape(confidence)}.")
+        if confidence.device != pred.device:
+            raise InputError(f"pm_loss: 'confidence' is on {confidence.device}, 'pred_points' on {pred.device}.")
+        if bool((confidence < 0).any()):
+            raise InputError("pm_loss: 'confidence' must be non-negative.")
+    if valid_mask is not None:
+        if not isinstance(valid_mask, Tensor) or tuple(valid_mask.shape) != (batch, count) or valid_mask.dtype != torch.bool:
+            raise InputError(f"pm_loss: 'valid_mask' must be a bool tensor ({batch}, {count}), got {_shape(valid_mask)}.")
+        if valid_mask.device != pred.device:
+            raise InputError(f"pm_loss: 'valid_mask' is on {valid_mask.device}, 'pred_points' on {pred.device}.")
+    with torch.no_grad():
+        finite = torch.isfinite(pred).all(-1)
+        if valid_mask is not None:
+            finite = finite | ~valid_mask
+        if not bool(finite.all()):
+            bad = (~finite).any(-1).nonzero().flatten().tolist()
+            raise InputError(
+                f"pm_loss: 'pred_points' holds non-finite values in batch element(s) {bad}; the prediction must be "
+                "finite (exclude pixels with 'valid_mask')."
+            )
+
+
+def _robust(squared: Tensor, robust: Robust, delta: float) -> Tensor:
+    if robust != "huber":
+        return squared
+    limit = delta * delta
+    linear = 2.0 * delta * torch.sqrt(squared.clamp_min(limit)) - limit
+    return torch.where(squared <= limit, squared, linear)
+
+
+def _weighted_mean(
+    values: Float[Tensor, "batch point"],
+    weights: Float[Tensor, "batch point"],
+    robust: Robust,
+    trim_fraction: float,
+) -> Float[Tensor, "batch"]:
+    """Sum(w v) / Sum(w) per example; "trimmed" first zeroes the weights of the largest values."""
+    if robust == "trimmed" and trim_fraction > 0:
+        with torch.no_grad():
+            used = weights > 0
+            ordered = torch.where(used, values, torch.full_like(values, float("inf"))).sort(-1).values
+            keep = torch.ceil(used.sum(-1) * (1.0 - trim_fraction)).long().clamp_min(1)
+            threshold = ordered.gather(-1, (keep - 1)[:, None])
+        weights = torch.where(values <= threshold, weights, torch.zeros_like(weights))
+    zero = torch.zeros((), dtype=values.dtype, device=values.device)
+    return torch.where(weights > 0, weights * values, zero).sum(-1) / weights.sum(-1)
+
+
+def pm_loss_details(
+    pred_points: Float[Tensor, "batch point 3"],
+    teacher_points: Float[Tensor, "batch point 3"],
+    *,
+    confidence: Float[Tensor, "batch point"] | None = None,
+    valid_mask: Bool[Tensor, "batch point"] | None = None,
+    ignore_large_loss: float | None = 100.0,
+    large_loss_factor: float = 1e-5,
+    bidirectional: bool = False,
+    robust: Robust = "none",
+    huber_delta: float = 0.1,
+    trim_fraction: float = 0.1,
+    stop_gradient_alignment: bool = False,
+    knn_method: str = "auto",
+) -> PMLossResult:
+    """:func:`pm_loss` plus its intermediate results (see :class:`PMLossResult`)."""
+    _check_inputs(pred_points, teacher_points, confidence, valid_mask)
+    PMLossConfig(robust=robust, huber_delta=huber_delta, trim_fraction=trim_fraction, large_loss_factor=large_loss_factor)
+    with torch.no_grad():
+        finite = torch.isfinite(teacher_points).all(-1)
+        if confidence is not None:
+            finite = finite & torch.isfinite(confidence)
+        nonfinite = (~finite).sum(-1)
+        teacher_valid = finite if valid_mask is None else finite & valid_mask
+    zero = torch.zeros((), dtype=pred_points.dtype, device=pred_points.device)
+    weights = None
+    if confidence is not None:
+        weights = torch.where(teacher_valid, confidence, zero).to(pred_points.dtype)
+    aligned, transform = similarity_align(
+        teacher_points, pred_points, weights, teacher_valid, detach_fit=stop_gradient_alignment
+    )
+
+    index, squared = nearest_neighbors(
+        pred_points, aligned, reference_mask=teacher_valid, query_mask=valid_mask, method=knn_method
+    )
+    query_weight = torch.ones_like(squared) if valid_mask is None else valid_mask.to(squared.dtype)
+    if weights is not None:
+        query_weight = query_weight * torch.gather(weights, 1, index.clamp_min(0))
+    raw = _weighted_mean(_robust(squared, robust, huber_delta), query_weight, robust, trim_fraction)
+    if bidirectional:
+        _, back = nearest_neighbors(
+            aligned, pred_points, reference_mask=valid_mask, query_mask=teacher_valid, method=knn_method
+        )
+        back_weight = teacher_valid.to(back.dtype) if weights is None else weights
+        raw = raw + _weighted_mean(_robust(back, robust, huber_delta), back_weight, robust, trim_fraction)
+
+    nan = torch.isnan(raw)
+    if bool(nan.any()):
+        warnings.warn(
+            f"pm_loss: NaN loss in batch element(s) {nan.nonzero().flatten().tolist()} replaced by 0.", RuntimeWarning
+        )
+    loss = torch.where(nan, zero, raw)
+    if ignore_large_loss is not None and ignore_large_loss > 0:
+        large = loss > ignore_large_loss
+        loss = torch.where(large, loss * large_loss_factor, loss)
+    else:
+        large = torch.zeros_like(nan)
+    return PMLossResult(loss, raw, large, nan, transform, aligned, nonfinite)
+
+
+def pm_loss(
+    pred_points: Float[Tensor, "batch point 3"],
+    teacher_points: Float[Tensor, "batch point 3"],
+    *,
+    confidence: Float[Tensor, "batch point"] | None = None,
+    valid_mask: Bool[Tensor, "batch point"] | None = None,
+    ignore_large_loss: float | None = 100.0,
+    large_loss_factor: float = 1e-5,
+    bidirectional: bool = False,
+    robust: Robust = "none",
+    huber_delta: float = 0.1,
+    trim_fraction: float = 0.1,
+    stop_gradient_alignment: bool = False,
+    knn_method: str = "auto",
+) -> Float[Tensor, "batch"]:
+    """Per-example PM-Loss (B,): teacher aligned onto prediction, then squared Chamfer pred -> teacher.
+
+    pred_points: (B, N, 3) predicted Gaussian centres, finite (where ``valid_mask``).
+    teacher_points: (B, N, 3) teacher pointmap in any similarity frame, same pixel order and dtype;
+        non-finite points are excluded from the alignment and the search (and counted).
+    confidence: optional (B, N) non-negative teacher confidence; passing it turns on confidence
+        weighting (alignment weights, and each predicted point weighted by the confidence of its
+        nearest teacher point; the teacher -> prediction term by the teacher point's own).
+    valid_mask: optional (B, N) bool; False pixels take no part (alignment, queries, references).
+    ignore_large_loss / large_loss_factor: losses > threshold are multiplied by the factor.
+    bidirectional, robust, huber_delta, trim_fraction, stop_gradient_alignment, knn_method: see
+        :class:`PMLossConfig`.
+
+    With the defaults this is the official arithmetic: mean_i min_j |p_i - (s R t_j + t)|^2 per
+    example, NaN -> 0, > 100 -> x 1e-5. Raises InputError on bad shapes/dtypes/devices, empty
+    input or a non-finite prediction, DegenerateInputError when the alignment is undefined.
+    """
+    return pm_loss_details(
+        pred_points,
+        teacher_points,
+        confidence=confidence,
+        valid_mask=valid_mask,
+        ignore_large_loss=ignore_large_loss,
+        large_loss_factor=large_loss_factor,
+        bidirectional=bidirectional,
+        robust=robust,
+        huber_delta=huber_delta,
+        trim_fraction=trim_fraction,
+        stop_gradient_alignment=stop_gradient_alignment,
+        knn_method=knn_method,
+    ).loss
+
+
+def _resize(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+    """Resize (..., C, H, W) to ``size`` (bilinear with align_corners=False, or nearest)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    if mode == "bilinear":
+        out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    else:
+        out = F.interpolate(flat, size=size, mode="nearest")
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+class PMLoss(nn.Module):
+    """PM-Loss as a module: teacher pointmap for the context images, then :func:`pm_loss`.
+
+    ``PMLoss(teacher, config=None, **overrides)``: ``overrides`` are :class:`PMLossConfig` fields
+    (e.g. ``PMLoss(teacher=t, weight=0.005)``).
+
+    The teacher is deliberately *not* a registered submodule: it is kept in the instance
+    ``__dict__`` (the ``teacher`` property), so its weights never appear in ``parameters()``
+    (an optimizer) or ``state_dict()`` (a checkpoint), and ``PMLoss.to(...)`` does not move it:
+    place the teacher on its device yourself.
+
+    After each forward, ``last_stats`` (dict[str, float]) holds for logging: ``loss`` (weighted),
+    ``loss_mean`` / ``loss_min`` / ``loss_max`` and ``loss_<i>`` (per-example, stabilised),
+    ``raw_loss_mean``, ``scale_mean`` and ``scale_<i>`` (alignment scale), ``large_loss_fraction``,
+    ``nan_fraction``, ``teacher_seconds`` and ``nonfinite_teacher_points``; ``last_result`` holds
+    the detached :class:`PMLossResult`.
+    """
+
+    def __init__(self, teacher: Teacher, config: PMLossConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        names = {field.name for field in dataclasses.fields(PMLossConfig)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise InputError(f"PMLoss: unknown option(s) {unknown}; valid PMLossConfig fields are {sorted(names)}.")
+        self.config = dataclasses.replace(config or PMLossConfig(), **overrides)
+        self.teacher = teacher
+        self.last_stats: dict[str, float] = {}
+        self.last_result: PMLossResult | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "teacher":
+            if not callable(value) or not isinstance(getattr(value, "patch_size", None), int) or value.patch_size < 1:
+                raise InputError(
+                    "PMLoss: 'teacher' must follow pmsplat.teachers.Teacher (callable, with an int patch_size >= 1), "
+                    f"got {type(value).__name__}."
+                )
+            self.__dict__["_teacher"] = value  # outside _modules on purpose (see the class docstring)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def teacher(self) -> Teacher:
+        return self.__dict__["_teacher"]
+
+    def teacher_points(
+        self,
+        images: Float[Tensor, "batch view 3 height width"],
+        context: dict | None = None,
+    ) -> tuple[Float[Tensor, "batch view height width 3"], Float[Tensor, "batch view height width"] | None]:
+        """The teacher pointmap (and confidence) at the images' resolution (B, V, H, W, 3).
+
+        Images are resized bilinearly (align_corners=False) to floor(H/p)*p x floor(W/p)*p for the
+        teacher's patch size p; the teacher runs under torch.no_grad; its output is resized back
+        to H x W with nearest-neighbour interpolation.
+        """
+        batch, views, _, height, width = images.shape
+        patch = self.teacher.patch_size
+        size = (height // patch * patch, width // patch * patch)
+        if size[0] == 0 or size[1] == 0:
+            raise InputError(
+                f"PMLoss: images of {height}x{width} are smaller than the teacher's patch size {patch}."
+            )
+        with torch.no_grad():
+            output = self.teacher(_resize(images, size, "bilinear"), context)
+        if not isinstance(output, TeacherOutput):
+            raise InputError(f"PMLoss: the teacher returned {type(output).__name__}, expected a TeacherOutput.")
+        points = output.points
+        if not isinstance(points, Tensor) or points.ndim != 5 or tuple(points.shape[:2]) != (batch, views) or points.shape[-1] != 3:
+            raise InputError(
+                f"PMLoss: the teacher's points have shape {_shape(points)}, expected ({batch}, {views}, H', W', 3)."
+            )
+        points = _resize(points.permute(0, 1, 4, 2, 3), (height, width), "nearest").permute(0, 1, 3, 4, 2)
+        confidence = output.confidence
+        if confidence is not None:
+            if not isinstance(confidence, Tensor) or tuple(confidence.shape) != tuple(output.points.shape[:4]):
+                raise InputError(
+                    f"PMLoss: the teacher's confidence has shape {_shape(confidence)}, expected "
+                    f"{tuple(output.points.shape[:4])}."
+                )
+            confidence = _resize(confidence[:, :, None], (height, width), "nearest")[:, :, 0]
+        return points, confidence
+
+    def forward(
+        self,
+        means: Float[Tensor, "batch point 3"],
+        images: Float[Tensor, "batch view 3 height width"],
+        context: dict | None = None,
+    ) -> Float[Tensor, ""]:
+        """Weighted batch-mean PM-Loss (a scalar).
+
+        means: (B, V*H*W, 3) predicted Gaussian centres in (view, row, column) order, one per pixel.
+        images: (B, V, 3, H, W) context images in [0, 1]. context: passed to the teacher.
+        """
+        if not isinstance(images, Tensor) or images.ndim != 5 or images.shape[2] != 3 or not images.is_floating_point():
+            raise InputError(f"PMLoss: 'images' must be a floating-point tensor (B, V, 3, H, W), got {_shape(images)}.")
+        batch, views, _, height, width = images.shape
+        expected = (batch, views * height * width, 3)
+        if not isinstance(means, Tensor) or tuple(means.shape) != expected:
+            raise InputError(
+                f"PMLoss: 'means' must have shape (B, V*H*W, 3) = {expected} for images {tuple(images.shape)} "
+                f"(one Gaussian per pixel, (view, row, column) order), got {_shape(means)}."
+            )
+        if means.device != images.device:
+            raise InputError(f"PMLoss: 'means' is on {means.device}, 'images' on {images.device}.")
+        if batch == 0:
+            raise InputError("PMLoss: empty batch (B = 0).")
+        cfg = self.config
+        start = time.perf_counter()
+        points, confidence = self.teacher_points(images, context)
+        if points.is_cuda:
+            torch.cuda.synchronize(points.device)
+        teacher_seconds = time.perf_counter() - start
+        teacher = points.reshape(expected).to(device=means.device, dtype=means.dtype)
+        weights = None
+        if cfg.confidence_weighting:
+            if confidence is None:
+                raise InputError("PMLoss: confidence_weighting=True but the teacher returned no confidence.")
+            weights = confidence.reshape(expected[:2]).to(device=means.device, dtype=means.dtype)
+        result = pm_loss_details(
+            means,
+            teacher,
+            confidence=weights,
+            ignore_large_loss=cfg.ignore_large_loss,
+            large_loss_factor=cfg.large_loss_factor,
+            bidirectional=cfg.bidirectional,
+            robust=cfg.robust,
+            huber_delta=cfg.huber_delta,
+            trim_fraction=cfg.trim_fraction,
+            stop_gradient_alignment=cfg.stop_gradient_alignment,
+            knn_method=cfg.knn_method,
+        )
+        loss = cfg.weight * result.loss.mean()
+        self._record(result, loss, teacher_seconds)
+        return loss
+
+    def _record(self, result: PMLossResult, loss: Tensor, teacher_seconds: float) -> None:
+        per_example = result.loss.detach().double().cpu()
+        scale = result.transform.scale.detach().double().cpu()
+        stats: dict[str, float] = {
+            "loss": float(loss.detach()),
+            "loss_mean": float(per_example.mean()),
+            "loss_min": float(per_example.min()),
+            "loss_max": float(per_example.max()),
+            "raw_loss_mean": float(result.raw.detach().double().nan_to_num(nan=0.0).mean()),
+            "scale_mean": float(scale.mean()),
+            "large_loss_fraction": float(result.large.double().mean()),
+            "nan_fraction": float(result.nan.double().mean()),
+            "teacher_seconds": float(teacher_seconds),
+            "nonfinite_teacher_points": float(result.nonfinite_teacher.sum()),
+        }
+        for i, (value, s) in enumerate(zip(per_example.tolist(), scale.tolist())):
+            stats[f"loss_{i}"] = value
+            stats[f"scale_{i}"] = s
+        self.last_stats = stats
+        self.last_result = PMLossResult(
+            result.loss.detach(),
+            result.raw.detach(),
+            result.large,
+            result.nan,
+            SimilarityTransform(
+                result.transform.scale.detach(), result.transform.rotation.detach(), result.transform.translation.detach()
+            ),
+            result.aligned_teacher.detach(),
+            result.nonfinite_teacher,
+        )
