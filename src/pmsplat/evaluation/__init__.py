@@ -1,0 +1,40 @@
+"""Extra evaluation metrics that PM-Loss argues about (boundary PSNR, depth and point-to-surface
+error, floaters) and the report helpers (tables, figures). The upstream PSNR / SSIM / LPIPS live
+in :mod:`splatcore.evaluation`.
+
+Public API::
+
+    depth_boundary_mask(depth (B,H,W), *, rel_jump=0.1, band_px=2) -> bool (B,H,W)
+    depth_edges(depth (B,H,W), *, rel_jump=0.1) -> bool (B,H,W)
+    masked_psnr(gt, pred (B,3,H,W), mask (B,H,W), *, empty="nan") -> (B,)
+    depth_errors(pred_depth, gt_depth (B,H,W), mask=None, *, reduction="pooled")
+        -> {"abs_rel", "rmse", "delta1"}
+    point_to_surface(pred_points (B,N,3), gt_points (B,M,3), *, gt_mask=None) -> (B,N)
+    scene_scale(gt_points (B,M,3), gt_mask=None) -> (B,)
+    floating_fraction(pred_points, gt_points, threshold, *, relative=False, gt_mask=None) -> (B,)
+    write_table(rows, path_stem) -> (md_path, csv_path);  read_table_csv(path) -> rows
+    plot_render_comparison(target, baseline, pmloss, path)
+    plot_point_clouds(pred_baseline, pred_pm, teacher, gt, path)
+    plot_loss_curves(curves, path)
+"""
+
+from .boundary import depth_boundary_mask, depth_edges
+from .figures import plot_loss_curves, plot_point_clouds, plot_render_comparison
+from .geometry import depth_errors, floating_fraction, point_to_surface, scene_scale
+from .image_metrics import masked_psnr
+from .tables import read_table_csv, write_table
+
+__all__ = [
+    "depth_boundary_mask",
+    "depth_edges",
+    "depth_errors",
+    "floating_fraction",
+    "masked_psnr",
+    "plot_loss_curves",
+    "plot_point_clouds",
+    "plot_render_comparison",
+    "point_to_surface",
+    "read_table_csv",
+    "scene_scale",
+    "write_table",
+]

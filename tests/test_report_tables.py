@@ -1,0 +1,39 @@
+"""write_table: the CSV parses back to the same values, the Markdown table is well formed."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+from pmsplat.evaluation import read_table_csv, write_table
+
+
+ROWS = [
+    {"scene": "000123", "variant": "baseline", "psnr": 25.123456789012345, "ssim": 0.8, "steps": 300},
+    {"scene": "abc", "variant": "pm|loss", "psnr": 1 / 3, "lpips": math.nan, "steps": 300},
+    {"scene": "def", "variant": "pm", "psnr": math.inf, "ssim": None, "lpips": 0.125, "steps": 7},
+]
+
+
+def test_csv_round_trip_is_exact(tmp_path):
+    md_path, csv_path = write_table(ROWS, tmp_path / "sub" / "results")
+    assert md_path.name == "results.md" and csv_path.name == "results.csv"
+    back = read_table_csv(csv_path)
+    assert [row["scene"] for row in back] == ["000123", "abc", "def"]  # all-digit name stays text
+    assert back[0]["psnr"] == ROWS[0]["psnr"] and back[1]["psnr"] == 1 / 3  # bit-exact floats
+    assert back[2]["psnr"] == math.inf and math.isnan(back[1]["lpips"])
+    assert back[0]["lpips"] is None and back[2]["ssim"] is None  # missing / None cells
+    assert back[2]["steps"] == 7 and isinstance(back[2]["steps"], int)
+    with csv_path.open() as handle:
+        header = next(csv.reader(handle))
+    assert header == ["scene", "variant", "psnr", "ssim", "steps", "lpips"]  # first-seen order
+
+
+def test_markdown_table_shape_and_formatting(tmp_path):
+    md_path, _ = write_table(ROWS, tmp_path / "t", columns=["variant", "psnr", "lpips"])
+    lines = md_path.read_text().strip().splitlines()
+    assert lines[0] == "| variant | psnr | lpips |"
+    assert len(lines) == 2 + len(ROWS)
+    assert lines[2] == "| baseline | 25.1235 | — |"
+    assert lines[3] == "| pm\\|loss | 0.3333 | n/a |"
+    assert all(line.count("|") - line.count("\\|") == 4 for line in lines)
