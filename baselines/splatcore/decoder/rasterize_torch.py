@@ -12,113 +12,196 @@ view-space depth (ties: lower Gaussian index first):
     w_k = alpha_k T_{k-1} for the composited Gaussians, 0 afterwards
     features = sum_k w_k f_k,  alpha = sum_k w_k,  T_final = T after the last composited one.
 
-Because T_k never increases, "composited" is exactly the prefix of Gaussians with T_k >= 1e-4,
-so a block of Gaussians is handled with one cumulative product. Memory is bounded: pixels are
-grouped in square tiles, each tile only sees the Gaussians whose (exact, see ``projection``)
-footprint box overlaps it, and the tile x pixel x Gaussian work is split into blocks of at most
-``max_chunk_elements`` entries, processed front to back with a running transmittance. With
-``checkpoint`` each block is recomputed during the backward pass instead of storing its
-intermediates, so training memory is O(block + number of tile/Gaussian pairs).
+Forward (no autograd graph): pixels are grouped in square tiles (``tiling``); each tile only sees
+the Gaussians whose exact footprint box overlaps it. Tiles with similar numbers of Gaussians are
+processed together as dense (tile, pixel, Gaussian) blocks of at most ``max_chunk_elements``
+entries, front to back with a running transmittance (one cumulative product per block, since
+"composited" is exactly the prefix with T_k >= 1e-4), stopping as soon as every pixel of the
+group is done. When gradients are needed the forward pass keeps only the composited
+(pixel, Gaussian) pairs and their T_{k-1}; the backward pass (``composite_backward``) is analytic,
+as in the CUDA rasterisers, and never revisits the dense blocks. Memory: O(block) in the forward,
+O(composited pairs) saved for the backward (at most about ln(1e4) / -ln(1 - 1/255) ~ 2350 pairs
+per pixel because of the early stop; a few dozen for trained-model-like scenes).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from typing import Any
+
 import torch
-from jaxtyping import Bool, Float, Int64
+from jaxtyping import Bool, Float
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
+from .composite_backward import ALPHA_CAP, CompositedPairs, composite_backward
 from .projection import ALPHA_THRESHOLD
+from .tiling import TileBins, bin_gaussians
 
-ALPHA_CAP = 0.99
 TRANSMITTANCE_STOP = 1e-4
+# Gaussians per dense block along the depth axis: small enough that groups whose pixels all stop
+# early skip most of their Gaussians, large enough to keep the Python loop short.
+DEPTH_BLOCK = 96
+# A group of tiles is padded to its largest Gaussian count; start a new group below this ratio.
+GROUP_COUNT_RATIO = 0.6
+
+__all__ = ["ALPHA_CAP", "TRANSMITTANCE_STOP", "rasterize_torch"]
 
 
-def _tile_pairs(
-    means2d: Float[Tensor, "image gaussian 2"],
-    radius: Float[Tensor, "image gaussian 2"],
-    depths: Float[Tensor, "image gaussian"],
-    visible: Bool[Tensor, "image gaussian"],
+def _forward_pass(
+    means2d: Float[Tensor, "flat 2"],
+    conics: Float[Tensor, "flat 3"],
+    opacities: Float[Tensor, " flat"],
+    features: Float[Tensor, "flat channel"],
+    bins: TileBins,
+    num_images: int,
+    image_shape: tuple[int, int],
     tile_size: int,
-    tiles_h: int,
-    tiles_w: int,
-) -> tuple[Int64[Tensor, " pair"], Int64[Tensor, " pair"]]:
-    """All (global tile id, flat Gaussian id) overlaps, sorted by tile then depth then Gaussian.
-
-    Global tile ids are image * tiles_h * tiles_w + row * tiles_w + column; flat Gaussian ids are
-    image * N + gaussian.
-    """
-    num_images, num_gaussians = depths.shape
-    device = depths.device
-    flat_ids = torch.nonzero(visible.reshape(-1), as_tuple=False)[:, 0]
-    if flat_ids.numel() == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=device)
-        return empty, empty
-    centre = means2d.detach().reshape(-1, 2)[flat_ids]
-    half = radius.reshape(-1, 2)[flat_ids]
-    x0 = torch.floor((centre[:, 0] - half[:, 0]) / tile_size).clamp(0, tiles_w - 1).long()
-    x1 = torch.floor((centre[:, 0] + half[:, 0]) / tile_size).clamp(0, tiles_w - 1).long()
-    y0 = torch.floor((centre[:, 1] - half[:, 1]) / tile_size).clamp(0, tiles_h - 1).long()
-    y1 = torch.floor((centre[:, 1] + half[:, 1]) / tile_size).clamp(0, tiles_h - 1).long()
-    span_x = x1 - x0 + 1
-    counts = span_x * (y1 - y0 + 1)
-    owner = torch.repeat_interleave(torch.arange(flat_ids.numel(), device=device), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    local = torch.arange(owner.numel(), device=device) - starts[owner]
-    tile_x = x0[owner] + local % span_x[owner]
-    tile_y = y0[owner] + local // span_x[owner]
-    image = flat_ids[owner] // num_gaussians
-    tile_ids = image * (tiles_h * tiles_w) + tile_y * tiles_w + tile_x
-    gaussian_ids = flat_ids[owner]
-
-    # Depth rank of every flat Gaussian (stable: equal depths keep index order), then one sort
-    # on tile * (number of ranks) + rank.
-    depth_order = torch.sort(depths.detach().reshape(-1), stable=True).indices
-    rank = torch.empty_like(depth_order)
-    rank[depth_order] = torch.arange(depth_order.numel(), device=device)
-    key = tile_ids * depth_order.numel() + rank[gaussian_ids]
-    order = torch.sort(key).indices
-    return tile_ids[order], gaussian_ids[order]
-
-
-def _composite_block(
-    transmittance: Float[Tensor, "tile pixel"],
-    done: Bool[Tensor, "tile pixel"],
-    pixels: Float[Tensor, "tile pixel 2"],
-    means2d: Float[Tensor, "tile k 2"],
-    conics: Float[Tensor, "tile k 3"],
-    opacities: Float[Tensor, "tile k"],
-    features: Float[Tensor, "tile k channel"],
-    present: Bool[Tensor, "tile k"],
+    max_chunk_elements: int,
+    keep_pairs: bool,
 ) -> tuple[
-    Float[Tensor, "tile pixel channel"],
-    Float[Tensor, "tile pixel"],
-    Float[Tensor, "tile pixel"],
-    Bool[Tensor, "tile pixel"],
+    Float[Tensor, "pixel channel"], Float[Tensor, " pixel"], Float[Tensor, " pixel"], CompositedPairs | None
 ]:
-    """Composite one depth-sorted block of Gaussians over a group of tiles.
+    """Dense tile-group compositing; outputs are flat over image * H * W (module docstring)."""
+    height, width = image_shape
+    channels = features.shape[-1]
+    device, dtype = features.device, features.dtype
+    tiles_h = -(-height // tile_size)
+    tiles_w = -(-width // tile_size)
+    pixels_per_tile = tile_size * tile_size
+    num_pixels = num_images * height * width
 
-    Returns (sum w f, sum w, transmittance after the block, done after the block).
-    """
-    dx = means2d[:, None, :, 0] - pixels[:, :, None, 0]
-    dy = means2d[:, None, :, 1] - pixels[:, :, None, 1]
-    a = conics[:, None, :, 0]
-    b = conics[:, None, :, 1]
-    c = conics[:, None, :, 2]
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    alpha = torch.clamp_max(opacities[:, None, :] * torch.exp(-sigma), ALPHA_CAP)
-    counted = present[:, None, :] & (sigma >= 0) & (alpha >= ALPHA_THRESHOLD)
-    alpha = torch.where(counted, alpha, torch.zeros_like(alpha))
-    running = torch.cumprod(torch.cat((transmittance[..., None], 1.0 - alpha), dim=-1), dim=-1)
-    before = running[..., :-1]
-    after = running[..., 1:]
-    kept = (after >= TRANSMITTANCE_STOP) & ~done[..., None]
-    weights = torch.where(kept, alpha * before, torch.zeros_like(alpha))
-    feature_sum = torch.einsum("tpk,tkc->tpc", weights, features)
-    num_kept = kept.sum(dim=-1)
-    transmittance_out = running.gather(-1, num_kept[..., None])[..., 0]
-    done_out = done | (num_kept < alpha.shape[-1])
-    return feature_sum, weights.sum(dim=-1), transmittance_out, done_out
+    out_features = torch.zeros(num_pixels, channels, device=device, dtype=dtype)
+    out_alpha = torch.zeros(num_pixels, device=device, dtype=dtype)
+    out_transmittance = torch.ones(num_pixels, device=device, dtype=dtype)
+    pair_pixels: list[Tensor] = []
+    pair_gaussians: list[Tensor] = []
+    pair_before: list[Tensor] = []
+
+    counts, offsets, gaussian_ids = bins.counts, bins.offsets, bins.gaussian_ids
+    busy = torch.nonzero(counts > 0, as_tuple=False)[:, 0]
+    busy = busy[torch.sort(counts[busy], descending=True, stable=True).indices]
+    busy_counts = counts[busy].tolist()
+    negated = [-n for n in busy_counts]  # ascending, for bisect
+
+    local = torch.arange(tile_size, device=device)
+    local_y, local_x = (t.reshape(-1) for t in torch.meshgrid(local, local, indexing="ij"))
+    start = 0
+    while start < len(busy_counts):
+        largest = busy_counts[start]
+        block_k = max(1, min(largest, DEPTH_BLOCK, max_chunk_elements // pixels_per_tile))
+        group_size = max(1, max_chunk_elements // (pixels_per_tile * block_k))
+        similar_end = bisect_left(negated, -largest * GROUP_COUNT_RATIO)
+        stop = max(start + 1, min(start + group_size, similar_end))
+        group = busy[start:stop]
+        start = stop
+
+        group_counts = counts[group]
+        image = group // (tiles_h * tiles_w)
+        within = group % (tiles_h * tiles_w)
+        x = (within % tiles_w)[:, None] * tile_size + local_x[None]  # (tile, pixel)
+        y = (within // tiles_w)[:, None] * tile_size + local_y[None]
+        inside = (x < width) & (y < height)
+        pixel_ids = image[:, None] * (height * width) + y.clamp_max(height - 1) * width + x.clamp_max(width - 1)
+        centre_x = x.to(dtype) + 0.5
+        centre_y = y.to(dtype) + 0.5
+
+        transmittance = torch.ones(group.numel(), pixels_per_tile, device=device, dtype=dtype)
+        done = ~inside
+        feature_acc = torch.zeros(group.numel(), pixels_per_tile, channels, device=device, dtype=dtype)
+        alpha_acc = torch.zeros(group.numel(), pixels_per_tile, device=device, dtype=dtype)
+        for first in range(0, largest, block_k):
+            size = min(block_k, largest - first)
+            position = first + torch.arange(size, device=device)
+            present = position[None, :] < group_counts[:, None]  # (tile, k)
+            pair_index = (offsets[group, None] + position[None, :]).clamp_max(gaussian_ids.numel() - 1)
+            ids = gaussian_ids[pair_index]
+            mean = means2d[ids]
+            conic = conics[ids]
+            dx = mean[:, None, :, 0] - centre_x[:, :, None]  # (tile, pixel, k)
+            dy = mean[:, None, :, 1] - centre_y[:, :, None]
+            sigma = 0.5 * (conic[:, None, :, 0] * dx * dx + conic[:, None, :, 2] * dy * dy)
+            sigma = sigma + conic[:, None, :, 1] * dx * dy
+            alpha = torch.clamp_max(opacities[ids][:, None, :] * torch.exp(-sigma), ALPHA_CAP)
+            counted = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & present[:, None, :] & ~done[..., None]
+            alpha = torch.where(counted, alpha, torch.zeros_like(alpha))
+            running = torch.cumprod(torch.cat((transmittance[..., None], 1.0 - alpha), dim=-1), dim=-1)
+            before = running[..., :-1]
+            kept = (running[..., 1:] >= TRANSMITTANCE_STOP) & ~done[..., None]
+            weights = torch.where(kept, alpha * before, torch.zeros_like(alpha))
+            feature_acc = feature_acc + torch.bmm(weights, features[ids])
+            alpha_acc = alpha_acc + weights.sum(dim=-1)
+            num_kept = kept.sum(dim=-1)
+            transmittance = running.gather(-1, num_kept[..., None])[..., 0]
+            if keep_pairs:
+                tile_i, pixel_i, k_i = torch.nonzero(kept & counted, as_tuple=True)
+                pair_pixels.append(pixel_ids[tile_i, pixel_i])
+                pair_gaussians.append(ids[tile_i, k_i])
+                pair_before.append(before[tile_i, pixel_i, k_i])
+            done = done | (num_kept < size)
+            if bool(done.all()):
+                break
+        target = pixel_ids[inside]
+        out_features[target] = feature_acc[inside]
+        out_alpha[target] = alpha_acc[inside]
+        out_transmittance[target] = transmittance[inside]
+
+    pairs = None
+    if keep_pairs:
+        empty_long = torch.zeros(0, dtype=torch.int64, device=device)
+        pixel_cat = torch.cat(pair_pixels) if pair_pixels else empty_long
+        gaussian_cat = torch.cat(pair_gaussians) if pair_gaussians else empty_long
+        before_cat = torch.cat(pair_before) if pair_before else torch.zeros(0, device=device, dtype=dtype)
+        # Blocks of one group are appended front to back, and nonzero() lists each block by
+        # (tile, pixel, depth); a stable sort by pixel restores front-to-back runs per pixel.
+        order = torch.sort(pixel_cat, stable=True).indices
+        pairs = CompositedPairs(pixel_cat[order], gaussian_cat[order], before_cat[order])
+    return out_features, out_alpha, out_transmittance, pairs
+
+
+class _Composite(torch.autograd.Function):
+    """(means2d, conics, opacities, features) -> (features, alpha, T) per flat pixel."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        means2d: Tensor,
+        conics: Tensor,
+        opacities: Tensor,
+        features: Tensor,
+        bins: TileBins,
+        geometry: tuple[int, tuple[int, int], int, int],
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        num_images, image_shape, tile_size, max_chunk_elements = geometry
+        out_features, out_alpha, out_transmittance, pairs = _forward_pass(
+            means2d, conics, opacities, features, bins, num_images, image_shape, tile_size,
+            max_chunk_elements, keep_pairs=any(ctx.needs_input_grad[:4]),
+        )
+        if pairs is not None:
+            ctx.pairs = pairs
+            ctx.image_shape = image_shape
+            ctx.save_for_backward(means2d, conics, opacities, features, out_transmittance)
+        return out_features, out_alpha, out_transmittance
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_features: Tensor | None, grad_alpha: Tensor | None, grad_transmittance: Tensor | None
+    ) -> tuple[Tensor | None, ...]:
+        means2d, conics, opacities, features, transmittance = ctx.saved_tensors
+        height, width = ctx.image_shape
+        num_pixels = transmittance.shape[0]
+        if grad_features is None:
+            grad_features = features.new_zeros(num_pixels, features.shape[-1])
+        if grad_alpha is None:
+            grad_alpha = transmittance.new_zeros(num_pixels)
+        if grad_transmittance is None:
+            grad_transmittance = transmittance.new_zeros(num_pixels)
+        grads = composite_backward(
+            ctx.pairs, means2d, conics, opacities, features, transmittance,
+            grad_features, grad_alpha, grad_transmittance, width, height,
+        )
+        return (*grads, None, None)
 
 
 def rasterize_torch(
@@ -140,92 +223,28 @@ def rasterize_torch(
 ]:
     """Composite per-image Gaussians. Returns (sum_k w_k f_k without background (I, H, W, C),
     accumulated alpha sum_k w_k (I, H, W), final transmittance T (I, H, W)); the caller adds
-    T * background. sum_k w_k = 1 - T up to rounding."""
+    T * background. sum_k w_k = 1 - T up to rounding.
+
+    ``tile_size`` (pixels per tile side) and ``max_chunk_elements`` (largest dense
+    tile x pixel x Gaussian block) only trade speed for memory; results do not depend on them.
+    ``use_checkpoint`` is accepted for compatibility and has no effect: the analytic backward
+    never stores the dense blocks."""
+    del use_checkpoint
     height, width = image_shape
     num_images, num_gaussians, channels = features.shape
-    device, dtype = features.device, features.dtype
     tiles_h = -(-height // tile_size)
     tiles_w = -(-width // tile_size)
-    num_tiles = num_images * tiles_h * tiles_w
-    pixels_per_tile = tile_size * tile_size
-
-    tile_ids, gaussian_ids = _tile_pairs(
-        means2d, radius, depths, visible, tile_size, tiles_h, tiles_w
+    bins = bin_gaussians(means2d, radius, depths, visible, tile_size, tiles_h, tiles_w)
+    flat_features, flat_alpha, flat_transmittance = _Composite.apply(
+        means2d.reshape(-1, 2),
+        conics.reshape(-1, 3),
+        opacities.reshape(-1),
+        features.reshape(-1, channels),
+        bins,
+        (num_images, (height, width), tile_size, max_chunk_elements),
     )
-    counts = torch.bincount(tile_ids, minlength=num_tiles)
-    offsets = torch.cumsum(counts, 0) - counts
-    busy = torch.nonzero(counts > 0, as_tuple=False)[:, 0]
-    busy = busy[torch.sort(counts[busy], descending=True, stable=True).indices]
-    busy_counts = counts[busy].tolist()
-
-    flat_means2d = means2d.reshape(-1, 2)
-    flat_conics = conics.reshape(-1, 3)
-    flat_opacities = opacities.reshape(-1)
-    flat_features = features.reshape(-1, channels)
-    local = torch.arange(tile_size, device=device, dtype=dtype) + 0.5
-    local_y, local_x = torch.meshgrid(local, local, indexing="ij")
-    local_pixels = torch.stack((local_x.reshape(-1), local_y.reshape(-1)), dim=-1)  # (P, 2)
-
-    feature_tiles = torch.zeros(num_tiles, pixels_per_tile, channels, device=device, dtype=dtype)
-    alpha_tiles = torch.zeros(num_tiles, pixels_per_tile, device=device, dtype=dtype)
-    transmittance_tiles = torch.ones(num_tiles, pixels_per_tile, device=device, dtype=dtype)
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (means2d, conics, opacities, features)
-    )
-    start = 0
-    while start < len(busy_counts):
-        largest = busy_counts[start]
-        block_k = max(1, min(largest, max_chunk_elements // pixels_per_tile))
-        group_size = max(1, max_chunk_elements // (pixels_per_tile * block_k))
-        group = busy[start : start + group_size]
-        start += group_size
-        group_counts = counts[group]
-        within_image = group % (tiles_h * tiles_w)
-        origin = torch.stack(
-            ((within_image % tiles_w) * tile_size, (within_image // tiles_w) * tile_size), dim=-1
-        ).to(dtype)
-        pixels = origin[:, None, :] + local_pixels[None]
-        transmittance = torch.ones(group.numel(), pixels_per_tile, device=device, dtype=dtype)
-        done = torch.zeros(group.numel(), pixels_per_tile, device=device, dtype=torch.bool)
-        feature_acc = torch.zeros(group.numel(), pixels_per_tile, channels, device=device, dtype=dtype)
-        alpha_acc = torch.zeros(group.numel(), pixels_per_tile, device=device, dtype=dtype)
-        for first in range(0, largest, block_k):
-            position = first + torch.arange(block_k, device=device)
-            present = position[None, :] < group_counts[:, None]
-            pair_index = (offsets[group, None] + position[None, :]).clamp_max(tile_ids.numel() - 1)
-            ids = gaussian_ids[pair_index]
-            inputs = (
-                transmittance,
-                done,
-                pixels,
-                flat_means2d[ids],
-                flat_conics[ids],
-                flat_opacities[ids],
-                flat_features[ids],
-                present,
-            )
-            if needs_grad and use_checkpoint:
-                block = checkpoint(_composite_block, *inputs, use_reentrant=False)
-            else:
-                block = _composite_block(*inputs)
-            feature_sum, alpha_sum, transmittance, done = block
-            feature_acc = feature_acc + feature_sum
-            alpha_acc = alpha_acc + alpha_sum
-            if bool(done.all()):
-                break
-        feature_tiles = feature_tiles.index_copy(0, group, feature_acc)
-        alpha_tiles = alpha_tiles.index_copy(0, group, alpha_acc)
-        transmittance_tiles = transmittance_tiles.index_copy(0, group, transmittance)
-
-    def untile(tiles: Tensor) -> Tensor:
-        grid = tiles.reshape(num_images, tiles_h, tiles_w, tile_size, tile_size, -1)
-        grid = grid.permute(0, 1, 3, 2, 4, 5).reshape(
-            num_images, tiles_h * tile_size, tiles_w * tile_size, -1
-        )
-        return grid[:, :height, :width]
-
     return (
-        untile(feature_tiles),
-        untile(alpha_tiles[..., None])[..., 0],
-        untile(transmittance_tiles[..., None])[..., 0],
+        flat_features.reshape(num_images, height, width, channels),
+        flat_alpha.reshape(num_images, height, width),
+        flat_transmittance.reshape(num_images, height, width),
     )
