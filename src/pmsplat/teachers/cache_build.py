@@ -248,6 +248,11 @@ def run_frame_policy(
     return points, confidence
 
 
+def _half(values: Tensor) -> np.ndarray:
+    """C-contiguous float16 copy (safetensors writes the memory buffer as is)."""
+    return np.ascontiguousarray(values.contiguous().numpy().astype(np.float16))
+
+
 def compute_scene(
     teacher: Teacher, item: dict, cfg: CacheBuildCfg, resolution: tuple[int, int]
 ) -> tuple[dict[str, np.ndarray], float]:
@@ -272,11 +277,11 @@ def compute_scene(
     if not torch.isfinite(points).all():
         raise DataError(f"The teacher returned non-finite points for scene {item['scene']!r}; not caching them.")
     arrays = {
-        "points": points.numpy().astype(np.float16),
-        "thumbnails": thumbnails(images, cfg.thumbnail_size).numpy().astype(np.float16),
+        "points": _half(points),
+        "thumbnails": _half(thumbnails(images, cfg.thumbnail_size)),
     }
     if confidence is not None:
-        arrays["confidence"] = confidence.numpy().astype(np.float16)
+        arrays["confidence"] = _half(confidence)
     if not np.isfinite(arrays["points"]).all():
         raise DataError(
             f"Teacher points of scene {item['scene']!r} overflow float16 (|x| > 65504); rescale the teacher output."
