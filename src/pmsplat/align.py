@@ -121,10 +121,10 @@ def _raise_if_degenerate(
 
 
 def similarity_align(
-    source: Float[Tensor, "batch point 3"],
-    target: Float[Tensor, "batch point 3"],
-    weights: Float[Tensor, "batch point"] | None = None,
-    mask: Bool[Tensor, "batch point"] | None = None,
+    source: Tensor,
+    target: Tensor,
+    weights: Tensor | None = None,
+    mask: Tensor | None = None,
     *,
     detach_fit: bool = False,
     with_scale: bool = True,
@@ -145,8 +145,24 @@ def similarity_align(
 
     Returns ``(aligned_source (B, N, 3), SimilarityTransform)`` in the input dtype; the aligned
     source is computed for every point (masked ones too, NaN stays NaN there).
+
+    The arguments are validated here (InputError naming the argument); the shape-annotated fit
+    itself is :func:`_fit`.
     """
     _check_inputs(source, target, weights, mask)
+    return _fit(source, target, weights, mask, detach_fit, with_scale, check_degenerate)
+
+
+def _fit(
+    source: Float[Tensor, "batch point 3"],
+    target: Float[Tensor, "batch point 3"],
+    weights: Float[Tensor, "batch point"] | None,
+    mask: Bool[Tensor, "batch point"] | None,
+    detach_fit: bool,
+    with_scale: bool,
+    check_degenerate: bool,
+) -> tuple[Float[Tensor, "batch point 3"], SimilarityTransform]:
+    """The Umeyama fit on validated inputs (see :func:`similarity_align`)."""
     dtype = source.dtype
     batch, count = source.shape[:2]
     compute = torch.float64

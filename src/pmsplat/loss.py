@@ -27,7 +27,7 @@ import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,7 @@ from pmsplat.errors import InputError
 from pmsplat.knn import nearest_neighbors
 from pmsplat.teachers.base import Teacher, TeacherOutput
 
-Robust = Literal["none", "huber", "trimmed"]
+
 
 
 @dataclass
@@ -62,7 +62,7 @@ class PMLossConfig:
     large_loss_factor: float = 1e-5
     bidirectional: bool = False
     confidence_weighting: bool = False
-    robust: Robust = "none"
+    robust: str = "none"
     huber_delta: float = 0.1
     trim_fraction: float = 0.1
     stop_gradient_alignment: bool = False
@@ -142,7 +142,7 @@ def _check_inputs(pred: Tensor, teacher: Tensor, confidence: Tensor | None, vali
             )
 
 
-def _robust(squared: Tensor, robust: Robust, delta: float) -> Tensor:
+def _robust(squared: Tensor, robust: str, delta: float) -> Tensor:
     if robust != "huber":
         return squared
     limit = delta * delta
@@ -153,7 +153,7 @@ def _robust(squared: Tensor, robust: Robust, delta: float) -> Tensor:
 def _weighted_mean(
     values: Float[Tensor, "batch point"],
     weights: Float[Tensor, "batch point"],
-    robust: Robust,
+    robust: str,
     trim_fraction: float,
 ) -> Float[Tensor, "batch"]:
     """Sum(w v) / Sum(w) per example; "trimmed" first zeroes the weights of the largest values."""
@@ -169,23 +169,60 @@ def _weighted_mean(
 
 
 def pm_loss_details(
-    pred_points: Float[Tensor, "batch point 3"],
-    teacher_points: Float[Tensor, "batch point 3"],
+    pred_points: Tensor,
+    teacher_points: Tensor,
     *,
-    confidence: Float[Tensor, "batch point"] | None = None,
-    valid_mask: Bool[Tensor, "batch point"] | None = None,
+    confidence: Tensor | None = None,
+    valid_mask: Tensor | None = None,
     ignore_large_loss: float | None = 100.0,
     large_loss_factor: float = 1e-5,
     bidirectional: bool = False,
-    robust: Robust = "none",
+    robust: str = "none",
     huber_delta: float = 0.1,
     trim_fraction: float = 0.1,
     stop_gradient_alignment: bool = False,
     knn_method: str = "auto",
 ) -> PMLossResult:
-    """:func:`pm_loss` plus its intermediate results (see :class:`PMLossResult`)."""
+    """:func:`pm_loss` plus its intermediate results (see :class:`PMLossResult`).
+
+    Arguments are validated here (InputError naming the argument); the shape-annotated
+    computation is :func:`_compute`.
+    """
     _check_inputs(pred_points, teacher_points, confidence, valid_mask)
     PMLossConfig(robust=robust, huber_delta=huber_delta, trim_fraction=trim_fraction, large_loss_factor=large_loss_factor)
+    if knn_method not in ("auto", "brute", "kdtree", "grid"):
+        raise InputError(f"pm_loss: unknown knn_method {knn_method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
+    return _compute(
+        pred_points,
+        teacher_points,
+        confidence,
+        valid_mask,
+        ignore_large_loss,
+        large_loss_factor,
+        bidirectional,
+        robust,
+        huber_delta,
+        trim_fraction,
+        stop_gradient_alignment,
+        knn_method,
+    )
+
+
+def _compute(
+    pred_points: Float[Tensor, "batch point 3"],
+    teacher_points: Float[Tensor, "batch point 3"],
+    confidence: Float[Tensor, "batch point"] | None,
+    valid_mask: Bool[Tensor, "batch point"] | None,
+    ignore_large_loss: float | None,
+    large_loss_factor: float,
+    bidirectional: bool,
+    robust: str,
+    huber_delta: float,
+    trim_fraction: float,
+    stop_gradient_alignment: bool,
+    knn_method: str,
+) -> PMLossResult:
+    """The loss on validated inputs (see :func:`pm_loss`)."""
     with torch.no_grad():
         finite = torch.isfinite(teacher_points).all(-1)
         if confidence is not None:
@@ -214,30 +251,44 @@ def pm_loss_details(
         back_weight = teacher_valid.to(back.dtype) if weights is None else weights
         raw = raw + _weighted_mean(_robust(back, robust, huber_delta), back_weight, robust, trim_fraction)
 
+    loss, nan, large = stabilise(raw, ignore_large_loss, large_loss_factor)
+    return PMLossResult(loss, raw, large, nan, transform, aligned, nonfinite)
+
+
+def stabilise(
+    raw: Float[Tensor, "batch"],
+    ignore_large_loss: float | None = 100.0,
+    large_loss_factor: float = 1e-5,
+) -> tuple[Float[Tensor, "batch"], Bool[Tensor, "batch"], Bool[Tensor, "batch"]]:
+    """The official stabilisation of per-example losses: NaN -> 0 (with a warning), then every
+    loss > ``ignore_large_loss`` multiplied by ``large_loss_factor`` (None or <= 0: no threshold).
+
+    Returns ``(loss, nan_mask, large_mask)``, each (B,).
+    """
     nan = torch.isnan(raw)
     if bool(nan.any()):
         warnings.warn(
             f"pm_loss: NaN loss in batch element(s) {nan.nonzero().flatten().tolist()} replaced by 0.", RuntimeWarning
         )
-    loss = torch.where(nan, zero, raw)
+    loss = torch.where(nan, torch.zeros_like(raw), raw)
     if ignore_large_loss is not None and ignore_large_loss > 0:
         large = loss > ignore_large_loss
         loss = torch.where(large, loss * large_loss_factor, loss)
     else:
         large = torch.zeros_like(nan)
-    return PMLossResult(loss, raw, large, nan, transform, aligned, nonfinite)
+    return loss, nan, large
 
 
 def pm_loss(
-    pred_points: Float[Tensor, "batch point 3"],
-    teacher_points: Float[Tensor, "batch point 3"],
+    pred_points: Tensor,
+    teacher_points: Tensor,
     *,
-    confidence: Float[Tensor, "batch point"] | None = None,
-    valid_mask: Bool[Tensor, "batch point"] | None = None,
+    confidence: Tensor | None = None,
+    valid_mask: Tensor | None = None,
     ignore_large_loss: float | None = 100.0,
     large_loss_factor: float = 1e-5,
     bidirectional: bool = False,
-    robust: Robust = "none",
+    robust: str = "none",
     huber_delta: float = 0.1,
     trim_fraction: float = 0.1,
     stop_gradient_alignment: bool = False,
@@ -373,8 +424,8 @@ class PMLoss(nn.Module):
 
     def forward(
         self,
-        means: Float[Tensor, "batch point 3"],
-        images: Float[Tensor, "batch view 3 height width"],
+        means: Tensor,
+        images: Tensor,
         context: dict | None = None,
     ) -> Float[Tensor, ""]:
         """Weighted batch-mean PM-Loss (a scalar).

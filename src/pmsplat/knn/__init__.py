@@ -15,8 +15,6 @@ reference, so it is differentiable with respect to both ``queries`` and ``refere
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from jaxtyping import Bool, Float, Int64
 from torch import Tensor
@@ -30,8 +28,6 @@ __all__ = ["nearest_neighbors", "brute_force_search", "grid_search", "kdtree_sea
 
 #: Below this many query-reference pairs per batch element "auto" uses the brute-force scan.
 AUTO_BRUTE_PAIRS = 1 << 24
-
-Method = Literal["auto", "brute", "kdtree", "grid"]
 
 
 def _check(queries: Tensor, references: Tensor, reference_mask: Tensor | None, query_mask: Tensor | None) -> None:
@@ -64,12 +60,12 @@ def _check(queries: Tensor, references: Tensor, reference_mask: Tensor | None, q
 
 
 def nearest_neighbors(
-    queries: Float[Tensor, "batch query 3"],
-    references: Float[Tensor, "batch reference 3"],
+    queries: Tensor,
+    references: Tensor,
     *,
-    reference_mask: Bool[Tensor, "batch reference"] | None = None,
-    query_mask: Bool[Tensor, "batch query"] | None = None,
-    method: Method = "auto",
+    reference_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+    method: str = "auto",
 ) -> tuple[Int64[Tensor, "batch query"], Float[Tensor, "batch query"]]:
     """For each query point, its nearest reference point (exact, squared Euclidean distance).
 
@@ -82,9 +78,23 @@ def nearest_neighbors(
 
     Returns ``(index (B, N) int64 into the reference axis, sq_dist (B, N))``; ``sq_dist`` is
     ``((queries - references[index]) ** 2).sum(-1)``, differentiable wrt both point sets.
-    Memory stays O(N + M) for every engine.
+    Memory stays O(N + M) for every engine. Arguments are validated here (InputError naming
+    the argument); the shape-annotated search is :func:`_nearest`.
     """
     _check(queries, references, reference_mask, query_mask)
+    if method not in ("auto", "brute", "kdtree", "grid"):
+        raise InputError(f"nearest_neighbors: unknown method {method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
+    return _nearest(queries, references, reference_mask, query_mask, method)
+
+
+def _nearest(
+    queries: Float[Tensor, "batch query 3"],
+    references: Float[Tensor, "batch reference 3"],
+    reference_mask: Bool[Tensor, "batch reference"] | None,
+    query_mask: Bool[Tensor, "batch query"] | None,
+    method: str,
+) -> tuple[Int64[Tensor, "batch query"], Float[Tensor, "batch query"]]:
+    """Search + differentiable gather on validated inputs (see :func:`nearest_neighbors`)."""
     with torch.no_grad():
         if reference_mask is not None:
             empty = ~reference_mask.any(-1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from jaxtyping import Float
 from torch import Tensor
 
 from pmsplat.errors import InputError
@@ -22,8 +21,8 @@ class TensorTeacher:
 
     def __init__(
         self,
-        points: Float[Tensor, "batch view height width 3"],
-        confidence: Float[Tensor, "batch view height width"] | None = None,
+        points: Tensor,
+        confidence: Tensor | None = None,
         patch_size: int = 1,
     ) -> None:
         if not isinstance(points, Tensor) or points.ndim != 5 or points.shape[-1] != 3 or not points.is_floating_point():
@@ -42,7 +41,7 @@ class TensorTeacher:
 
     def __call__(
         self,
-        images: Float[Tensor, "batch view 3 height width"],
+        images: Tensor,
         context: dict | None = None,
     ) -> TeacherOutput:
         """The stored pointmap for ``images`` (B, V, 3, H, W); B and V must match the stored ones."""
