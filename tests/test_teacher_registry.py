@@ -1,0 +1,114 @@
+"""The teacher registry: every registered name builds (or names the pip command that is missing),
+options are checked against the teacher's dataclass, identities are canonical (defaults filled
+in, device ignored, any option change visible), and dict / dataclass / OmegaConf configs agree."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+from pmsplat.errors import InputError, MissingDependencyError
+from pmsplat.teachers import cache_store as store
+from pmsplat.teachers.registry import (
+    TEACHERS,
+    available_teachers,
+    build_teacher,
+    needs_pointmap,
+    teacher_config,
+    teacher_identity,
+)
+from pmsplat.teachers.synthetic import SyntheticTeacher, SyntheticTeacherCfg
+
+PACKAGES = {"vggt": "vggt", "dust3r": "dust3r", "da3": "depth_anything_3"}
+
+
+def test_every_documented_teacher_is_registered():
+    assert available_teachers() == ["cache", "da3", "dust3r", "synthetic", "tensor", "vggt"]
+
+
+def test_synthetic_builds_with_options_cast_from_yaml_types():
+    teacher = build_teacher({"name": "synthetic", "noise_std": 0.01, "scale_range": [1.0, 1.5], "seed": 7})
+    assert isinstance(teacher, SyntheticTeacher)
+    assert teacher.cfg == SyntheticTeacherCfg(noise_std=0.01, scale_range=(1.0, 1.5), seed=7)
+    assert needs_pointmap({"name": "synthetic"}) and not needs_pointmap({"name": "vggt"})
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGES))
+def test_real_teachers_without_their_package_name_the_pip_command(name):
+    if importlib.util.find_spec(PACKAGES[name]) is not None:
+        pytest.skip(f"{PACKAGES[name]} is installed here")
+    with pytest.raises(MissingDependencyError) as error:
+        build_teacher({"name": name})
+    assert TEACHERS[name].install in str(error.value)
+    assert error.value.pip_command == TEACHERS[name].install
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize("name", sorted(PACKAGES))
+def test_real_teachers_build_around_a_given_model_frozen(name):
+    teacher = build_teacher({"name": name, "device": "cpu"}, model=TinyNet())
+    assert type(teacher).__name__ == TEACHERS[name].class_name
+    assert not teacher.model.training
+    assert all(not p.requires_grad for p in teacher.model.parameters())
+    assert teacher.patch_size == {"vggt": 14, "dust3r": 16, "da3": 14}[name]
+
+
+def test_vggt_options_reach_the_adapter():
+    teacher = build_teacher({"name": "vggt", "points_from": "depth_and_cameras", "dtype": "float32", "device": "cpu"}, model=TinyNet())
+    assert teacher.cfg.points_from == "depth_and_cameras" and teacher.dtype == torch.float32
+
+
+def test_unknown_names_and_options_are_clear_errors():
+    with pytest.raises(InputError, match=r"Unknown teacher 'vggt2'.*\['cache', 'da3', 'dust3r', 'synthetic', 'tensor', 'vggt'\]"):
+        build_teacher({"name": "vggt2"})
+    with pytest.raises(InputError, match="has no 'name'"):
+        build_teacher({"noise_std": 0.1})
+    with pytest.raises(InputError, match=r"Unknown option\(s\) \['noise'\] for teacher 'synthetic'; valid options: .*'noise_std'"):
+        build_teacher({"name": "synthetic", "noise": 0.1})
+    with pytest.raises(InputError, match="Invalid options for teacher 'synthetic'"):
+        build_teacher({"name": "synthetic", "seed": "zero"})
+    with pytest.raises(InputError, match="must be a mapping"):
+        build_teacher("vggt")
+
+
+def test_identity_is_canonical():
+    base = teacher_identity({"name": "synthetic"})
+    assert base["name"] == "synthetic"
+    assert base["options"]["noise_std"] == SyntheticTeacherCfg().noise_std  # defaults filled in
+    assert teacher_identity({"name": "synthetic", "noise_std": SyntheticTeacherCfg().noise_std}) == base
+    assert teacher_identity(SyntheticTeacherCfg()) == base  # a dataclass config
+    changed = teacher_identity({"name": "synthetic", "distortion": 0.05})
+    assert store.describe_differences(base, changed) == ["options.distortion: cache has 0.05, expected 0.02"]
+    vggt = teacher_identity({"name": "vggt", "device": "cuda:1"})
+    assert "device" not in vggt["options"] and vggt == teacher_identity({"name": "vggt"})
+    assert teacher_identity({"name": "vggt", "points_from": "depth_and_cameras"}) != vggt
+
+
+def test_omegaconf_configs_are_accepted():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"name": "synthetic", "scale_range": [0.8, 1.2]})
+    name, instance = teacher_config(cfg)
+    assert name == "synthetic" and instance.scale_range == (0.8, 1.2)
+
+
+def test_tensor_teacher_builds_with_its_tensors():
+    points = torch.randn(1, 2, 4, 4, 3)
+    teacher = build_teacher({"name": "tensor", "patch_size": 2}, points=points)
+    assert teacher.patch_size == 2
+    assert torch.equal(teacher(torch.rand(1, 2, 3, 4, 4)).points, points)
+
+
+def test_cache_builds_from_its_path_and_reports_a_missing_cache(tmp_path):
+    from pmsplat.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist. Build it with `pmsplat teacher precompute"):
+        build_teacher({"name": "cache", "path": str(tmp_path / "none")})
