@@ -10,7 +10,7 @@ import torch
 from scipy import ndimage
 
 from pmsplat.errors import InputError
-from pmsplat.evaluation import depth_boundary_mask, depth_edges, masked_psnr
+from pmsplat.evaluation import camera_z_depth, depth_boundary_mask, depth_edges, masked_psnr
 from splatcore.evaluation import compute_psnr
 
 
@@ -102,3 +102,46 @@ def test_masked_psnr_empty_mask_rule():
     assert math.isnan(values[0].item()) and math.isfinite(values[1].item())
     with pytest.raises(InputError, match=r"batch element\(s\) \[0\]"):
         masked_psnr(gt, gt * 0.5, mask, empty="raise")
+
+
+def test_invalid_pixels_are_ignored():
+    depth = _square_scene()
+    valid = torch.ones_like(depth, dtype=torch.bool)
+    valid[0, :, :8] = False  # hides the square's left column and everything left of it
+    depth_with_holes = torch.where(valid, depth, torch.full_like(depth, -5.0))
+    edges = depth_edges(depth_with_holes, valid=valid)
+    expected = _pairs_inside(valid[0])
+    assert 0 < expected.sum() < _reference_band(depth, 0).sum()  # some edges hidden, some kept
+    np.testing.assert_array_equal(edges[0].numpy(), expected)
+    with pytest.raises(InputError, match="positive"):
+        depth_edges(depth_with_holes)
+
+
+def _pairs_inside(valid: torch.Tensor) -> np.ndarray:
+    """Reference edges restricted to pairs of valid pixels, written out pixel by pixel."""
+    square = np.zeros(valid.shape, dtype=bool)
+    square[5:9, 6:10] = True
+    v = valid.numpy()
+    out = np.zeros_like(v)
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            for di, dj in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                k, m = i + di, j + dj
+                if 0 <= k < v.shape[0] and 0 <= m < v.shape[1] and v[i, j] and v[k, m] and square[i, j] != square[k, m]:
+                    out[i, j] = True
+    return out
+
+
+def test_camera_z_depth_inverts_unprojection(rng):
+    from scipy.spatial.transform import Rotation
+
+    height, width = 5, 6
+    z = torch.rand(1, height, width, generator=rng, dtype=torch.float64) * 3 + 1
+    rays = torch.randn(1, height, width, 3, generator=rng, dtype=torch.float64)
+    rays[..., 2] = 1.0  # camera-frame directions with z = 1
+    c2w = torch.eye(4, dtype=torch.float64)[None]
+    c2w[0, :3, :3] = torch.from_numpy(Rotation.from_euler("xyz", [0.3, -0.7, 1.1]).as_matrix())
+    c2w[0, :3, 3] = torch.tensor([0.5, -2.0, 3.0], dtype=torch.float64)
+    camera_points = rays * z[..., None]
+    world = camera_points @ c2w[0, :3, :3].T + c2w[0, :3, 3]
+    torch.testing.assert_close(camera_z_depth(world, c2w), z)

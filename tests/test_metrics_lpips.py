@@ -173,3 +173,44 @@ def test_installed_lpips_package_heads_load(monkeypatch):
     heads = LPIPSLinearHeads()
     heads.load_state_dict(state, strict=True)
     assert all((v >= 0).all() for v in state.values())  # LPIPS v0.1 heads are non-negative
+
+
+def test_matches_the_official_lpips_package(weight_files, rng, monkeypatch):
+    """Cross-check against the PyPI ``lpips`` code itself, fed the same random weights.
+
+    The package imports torchvision only to build ``vgg16().features``; a stand-in module that
+    builds the same Sequential (random init) is injected, and the random checkpoint is loaded
+    into the package's slices afterwards.
+    """
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("lpips") is None:
+        pytest.skip("the PyPI 'lpips' package (pip install --no-deps lpips==0.1.4) is not installed")
+    vgg_path, heads_path, vgg, heads = weight_files
+    fake_models = types.SimpleNamespace(vgg16=lambda pretrained=False, **_: VGG16Features())
+    fake_torchvision = types.ModuleType("torchvision")
+    fake_torchvision.models = fake_models
+    monkeypatch.setitem(sys.modules, "torchvision", fake_torchvision)
+    for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
+        monkeypatch.delitem(sys.modules, name)
+    try:
+        import lpips as official_lpips
+
+        official = official_lpips.LPIPS(net="vgg", pnet_rand=True, model_path=str(heads_path), verbose=False)
+    finally:  # do not leave the package bound to the stand-in torchvision
+        for name in [m for m in sys.modules if m == "lpips" or m.startswith("lpips.")]:
+            del sys.modules[name]
+    slice_of = {i: k + 1 for k, (a, b) in enumerate([(0, 4), (4, 9), (9, 16), (16, 23), (23, 30)]) for i in range(a, b)}
+    official.net.load_state_dict(
+        {f"slice{slice_of[int(key.split('.')[1])]}.{key.split('.', 1)[1]}": value
+         for key, value in vgg.items() if key.startswith("features.")},
+        strict=True,
+    )
+    x0 = torch.rand(2, 3, 32, 40, generator=rng)
+    x1 = (x0 + 0.15 * torch.randn(2, 3, 32, 40, generator=rng)).float()
+    with torch.no_grad():
+        expected = official(x1, x0, normalize=True).reshape(-1)
+    ours = LPIPS(vgg_path, heads_path)(x1, x0)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-7)

@@ -4,8 +4,9 @@ in :mod:`splatcore.evaluation`.
 
 Public API::
 
-    depth_boundary_mask(depth (B,H,W), *, rel_jump=0.1, band_px=2) -> bool (B,H,W)
-    depth_edges(depth (B,H,W), *, rel_jump=0.1) -> bool (B,H,W)
+    depth_boundary_mask(depth (B,H,W), *, rel_jump=0.1, band_px=2, valid=None) -> bool (B,H,W)
+    depth_edges(depth (B,H,W), *, rel_jump=0.1, valid=None) -> bool (B,H,W)
+    camera_z_depth(points (B,H,W,3), extrinsics c2w (B,4,4)) -> (B,H,W)
     masked_psnr(gt, pred (B,3,H,W), mask (B,H,W), *, empty="nan") -> (B,)
     depth_errors(pred_depth, gt_depth (B,H,W), mask=None, *, reduction="pooled")
         -> {"abs_rel", "rmse", "delta1"}
@@ -18,13 +19,14 @@ Public API::
     plot_loss_curves(curves, path)
 """
 
-from .boundary import depth_boundary_mask, depth_edges
+from .boundary import camera_z_depth, depth_boundary_mask, depth_edges
 from .figures import plot_loss_curves, plot_point_clouds, plot_render_comparison
 from .geometry import depth_errors, floating_fraction, point_to_surface, scene_scale
 from .image_metrics import masked_psnr
 from .tables import read_table_csv, write_table
 
 __all__ = [
+    "camera_z_depth",
     "depth_boundary_mask",
     "depth_edges",
     "depth_errors",
