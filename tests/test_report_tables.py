@@ -37,3 +37,17 @@ def test_markdown_table_shape_and_formatting(tmp_path):
     assert lines[2] == "| baseline | 25.1235 | — |"
     assert lines[3] == "| pm\\|loss | 0.3333 | n/a |"
     assert all(line.count("|") - line.count("\\|") == 4 for line in lines)
+
+
+def test_numpy_and_tensor_cells_are_converted(tmp_path):
+    import numpy as np
+    import pytest
+    import torch
+
+    from pmsplat.errors import InputError
+
+    rows = [{"a": np.float32(0.5), "b": torch.tensor(2.25, dtype=torch.float64), "c": np.int64(3)}]
+    _, csv_path = write_table(rows, tmp_path / "t")
+    assert read_table_csv(csv_path) == [{"a": 0.5, "b": 2.25, "c": 3}]
+    with pytest.raises(InputError, match="column 'x'"):
+        write_table([{"x": torch.zeros(3)}], tmp_path / "bad")

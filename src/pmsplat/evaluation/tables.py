@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pmsplat.errors import InputError
@@ -12,7 +13,7 @@ from pmsplat.errors import InputError
 Cell = str | int | float | bool | None
 
 
-def _columns(rows: Sequence[dict], columns: Sequence[str] | None) -> list[str]:
+def _columns(rows: Sequence[Mapping[str, object]], columns: Sequence[str] | None) -> list[str]:
     if columns is not None:
         return list(columns)
     seen: dict[str, None] = {}
@@ -20,6 +21,24 @@ def _columns(rows: Sequence[dict], columns: Sequence[str] | None) -> list[str]:
         for key in row:
             seen.setdefault(str(key), None)
     return list(seen)
+
+
+def _plain(value: object, index: int, key: str) -> Cell:
+    """Python scalars as they are; NumPy scalars and one-element tensors/arrays as Python ones."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # torch tensor
+        return value.item()
+    if hasattr(value, "size") and hasattr(value, "item") and value.size == 1:  # numpy array
+        return value.item()
+    raise InputError(
+        f"write_table: row {index} column '{key}' holds a {type(value).__name__}; cells must be "
+        "str, int, float, bool, None or a single-element tensor/array."
+    )
 
 
 def _csv_cell(value: Cell) -> str:
@@ -41,7 +60,7 @@ def _md_cell(value: Cell, float_format: str) -> str:
 
 
 def write_table(
-    rows: Sequence[dict[str, Cell]],
+    rows: Sequence[Mapping[str, object]],
     path_stem: str | Path,
     *,
     columns: Sequence[str] | None = None,
@@ -52,19 +71,14 @@ def write_table(
     Columns are ``columns`` or the union of the rows' keys in first-seen order; a missing key is
     an empty CSV cell and "—" in Markdown. CSV floats are written with ``repr`` (round-trip
     exact, ``nan``/``inf`` included); Markdown floats with ``float_format``, NaN as "n/a".
-    Values may be str, int, float, bool or None (tensors: convert with ``float()`` first).
+    Values may be str, int, float, bool, None, NumPy scalars or single-element tensors/arrays
+    (converted with ``.item()``).
     Returns ``(md_path, csv_path)``; parent folders are created.
     """
     if not rows:
         raise InputError(f"write_table: no rows to write to '{path_stem}'.")
     header = _columns(rows, columns)
-    for index, row in enumerate(rows):
-        for key, value in row.items():
-            if value is not None and not isinstance(value, (str, int, float, bool)):
-                raise InputError(
-                    f"write_table: row {index} column '{key}' holds a {type(value).__name__}; "
-                    "convert it to float/int/str first (e.g. float(tensor))."
-                )
+    rows = [{key: _plain(value, index, key) for key, value in row.items()} for index, row in enumerate(rows)]
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path = stem.with_name(stem.name + ".csv")
