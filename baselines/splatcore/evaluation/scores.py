@@ -6,8 +6,9 @@ Rule: per-view values -> mean over the scene's target views -> mean over scenes.
 - ``scores_<metric>_all.json``: the per-scene means as a JSON list, in the order scenes were added
   (``scores_psnr_all.json``, ``scores_ssim_all.json``, ``scores_lpips_all.json``);
 - ``scores_all_avg.json``: ``{metric: mean over scenes}`` plus, for each timed tag (e.g.
-  ``encoder``, ``decoder``), ``[number of timed calls, mean seconds]`` over the calls left after
-  skipping the first ``time_skip_steps``.
+  ``encoder``, ``decoder``), the timing over the calls left after skipping the first
+  ``time_skip_steps``. The facts page does not spell out the timing value's layout; pmsplat
+  writes ``[number of timed calls, mean seconds]``.
 
 pmsplat additions (upstream has no such entries): ``scores_by_scene.json`` (``{scene: {metric:
 value}}``, so per-scene lists can be matched to scene names), and an ``"unavailable"`` entry in
