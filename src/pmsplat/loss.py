@@ -358,7 +358,8 @@ class PMLoss(nn.Module):
     the detached :class:`PMLossResult`.
     """
 
-    def __init__(self, teacher: Teacher, config: PMLossConfig | None = None, **overrides: Any) -> None:
+    def __init__(self, teacher: Any, config: PMLossConfig | None = None, **overrides: Any) -> None:
+        """teacher: a :class:`~pmsplat.teachers.base.Teacher` (checked here, InputError otherwise)."""
         super().__init__()
         names = {field.name for field in dataclasses.fields(PMLossConfig)}
         unknown = sorted(set(overrides) - names)
