@@ -214,3 +214,15 @@ def test_matches_the_official_lpips_package(weight_files, rng, monkeypatch):
         expected = official(x1, x0, normalize=True).reshape(-1)
     ours = LPIPS(vgg_path, heads_path)(x1, x0)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.gpu
+def test_lpips_on_cuda_matches_cpu(weight_files, rng):
+    vgg_path, heads_path, _, _ = weight_files
+    gt = torch.rand(2, 3, 64, 96, generator=rng)
+    pred = torch.rand(2, 3, 64, 96, generator=rng)
+    module = LPIPS(vgg_path, heads_path)
+    cpu = module(pred, gt)
+    cuda = compute_lpips(gt.cuda(), pred.cuda(), lpips=module.cuda())
+    assert cuda.device.type == "cuda"
+    torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-3, atol=1e-5)  # TF32 convolutions allowed

@@ -101,7 +101,7 @@ def point_to_surface(
     references = gt_points.detach().double()
     try:
         from pmsplat.knn import nearest_neighbors
-    except ImportError:  # pragma: no cover - the knn package is part of pmsplat; scipy as fallback
+    except ImportError:  # the knn package is part of pmsplat; scipy cKDTree as the fallback
         return _scipy_distances(queries, references, gt_mask)
     if gt_mask is None:
         _check_points("point_to_surface: 'gt_points'", gt_points)
