@@ -16,7 +16,11 @@ from pmsplat.evaluation.figures import HEADER_PX
 def test_render_comparison_png(tmp_path, rng):
     target = torch.rand(3, 3, 24, 32, generator=rng)
     baseline = (target + 0.2).clip(0, 1)
-    path = plot_render_comparison(target, baseline, target.clone(), tmp_path / "fig" / "renders.png", cell_px=96)
+    band = torch.zeros(3, 24, 32, dtype=torch.bool)
+    band[:, 4:8, 4:8] = True
+    path = plot_render_comparison(
+        target, baseline, target.clone(), tmp_path / "fig" / "renders.png", cell_px=96, boundary=band
+    )
     with Image.open(path) as image:
         assert image.format == "PNG"
         assert image.size == (5 * 96, 3 * 72 + HEADER_PX)  # 72 = 96 * 24 / 32

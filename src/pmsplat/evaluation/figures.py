@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -65,11 +65,13 @@ def plot_render_comparison(
     labels: Sequence[str] = ("target", "baseline", "+ PM-Loss"),
     cell_px: int = 256,
     error_max: float | None = None,
+    boundary: Bool[Tensor, "view height width"] | None = None,
 ) -> Path:
     """One row per view: target | baseline render | PM-Loss render | |baseline - target| |
     |PM - target|. Errors are the mean absolute error over colour channels (images clipped to
     [0, 1]) shown with one shared colour scale (``error_max``, default: the larger 99th
-    percentile of the two maps), so brighter means worse in both."""
+    percentile of the two maps), so brighter means worse in both. ``boundary`` (optional, e.g.
+    the depth-boundary band) is outlined in cyan on the target column."""
     if not (target.shape == baseline.shape == pmloss.shape):
         raise InputError(
             f"plot_render_comparison: 'target' {tuple(target.shape)}, 'baseline' {tuple(baseline.shape)} and "
@@ -92,6 +94,8 @@ def plot_render_comparison(
         for column in range(3):
             axes = _cell(figure, column, view, cell_px, row_px, width_px, height_px)
             axes.imshow(images[column][view].permute(1, 2, 0).numpy(), interpolation="nearest", aspect="auto")
+            if column == 0 and boundary is not None and bool(boundary[view].any()):
+                axes.contour(boundary[view].float().cpu().numpy(), levels=[0.5], colors="cyan", linewidths=0.6)
         for column, error in enumerate(errors, start=3):
             axes = _cell(figure, column, view, cell_px, row_px, width_px, height_px)
             axes.imshow(error[view].numpy(), cmap="inferno", vmin=0, vmax=error_max, interpolation="nearest", aspect="auto")
