@@ -91,19 +91,17 @@ def _check_inputs(source: Tensor, target: Tensor, weights: Tensor | None, mask: 
             raise InputError(f"similarity_align: 'mask' is on {mask.device}, the points on {source.device}.")
 
 
-def _raise_if_degenerate(
-    name: str,
-    centred: Float[Tensor, "batch point 3"],
-    mean: Float[Tensor, "batch 3"],
-    weights: Float[Tensor, "batch point"],
-    total: Float[Tensor, "batch"],
-) -> None:
-    """DegenerateInputError when a weighted point set is (numerically) one point or one line."""
+def _raise_if_degenerate(name: str, covariance: Float[Tensor, "batch 3 3"], mean: Float[Tensor, "batch 3"]) -> None:
+    """DegenerateInputError when a weighted point set is (numerically) one point or one line.
+
+    covariance: the weighted covariance about ``mean``; its eigenvalues are the variances along the
+    principal axes. Identical: largest <= IDENTICAL_TOLERANCE * (trace + |mean|^2); collinear:
+    middle <= COLLINEAR_TOLERANCE * largest.
+    """
     with torch.no_grad():
-        covariance = torch.einsum("bn,bni,bnj->bij", weights, centred, centred) / total[:, None, None]
         eigenvalues = torch.linalg.eigvalsh(covariance)  # ascending
         largest, middle = eigenvalues[:, 2], eigenvalues[:, 1]
-        magnitude = (weights * centred.square().sum(-1)).sum(-1) / total + mean.square().sum(-1)
+        magnitude = torch.diagonal(covariance, dim1=-2, dim2=-1).sum(-1) + mean.square().sum(-1)
         identical = largest <= IDENTICAL_TOLERANCE * magnitude
         collinear = ~identical & (middle <= COLLINEAR_TOLERANCE * largest)
         if bool((identical | collinear).any()):
@@ -164,41 +162,58 @@ def _fit(
 ) -> tuple[Float[Tensor, "batch point 3"], SimilarityTransform]:
     """The Umeyama fit on validated inputs (see :func:`similarity_align`)."""
     dtype = source.dtype
-    batch, count = source.shape[:2]
     compute = torch.float64
     x_all = source.to(compute)
     y_all = target.to(compute)
-    w = torch.ones(batch, count, dtype=compute, device=source.device) if weights is None else weights.to(compute)
+    if mask is not None and bool(mask.all()):
+        mask = None
+    w = None if weights is None else weights.to(compute)
     if mask is not None:
-        w = torch.where(mask, w, torch.zeros((), dtype=compute, device=w.device))
+        zero = torch.zeros((), dtype=compute, device=source.device)
+        w = torch.where(mask, zero + 1 if w is None else w, zero)
         # Zero the masked points so that NaN/inf there cannot leak into sums (0 * inf = NaN).
-        keep = mask[..., None]
-        x = torch.where(keep, x_all, torch.zeros((), dtype=compute, device=w.device))
-        y = torch.where(keep, y_all, torch.zeros((), dtype=compute, device=w.device))
+        x = torch.where(mask[..., None], x_all, zero)
+        y = torch.where(mask[..., None], y_all, zero)
     else:
         x, y = x_all, y_all
     if detach_fit:
-        x, y, w = x.detach(), y.detach(), w.detach()
+        x, y = x.detach(), y.detach()
+        w = None if w is None else w.detach()
 
-    total = w.sum(-1)
-    if check_degenerate:
-        few = (w > 0).sum(-1) < 3
-        if bool(few.any()):
+    if w is None:
+        total = torch.full(source.shape[:1], float(source.shape[1]), dtype=compute, device=source.device)
+        if check_degenerate and source.shape[1] < 3:
             raise DegenerateInputError(
-                "similarity_align: fewer than 3 points with positive weight (after 'mask') in batch element(s) "
-                f"{few.nonzero().flatten().tolist()}; a similarity transform needs at least 3 non-collinear points."
+                f"similarity_align: only {source.shape[1]} points per example; a similarity transform needs at "
+                "least 3 non-collinear points."
             )
+    else:
+        total = w.sum(-1)
+        if check_degenerate:
+            few = (w > 0).sum(-1) < 3
+            if bool(few.any()):
+                raise DegenerateInputError(
+                    "similarity_align: fewer than 3 points with positive weight (after 'mask') in batch element(s) "
+                    f"{few.nonzero().flatten().tolist()}; a similarity transform needs at least 3 non-collinear points."
+                )
     safe_total = total.clamp_min(torch.finfo(compute).tiny)
-    mu_x = (w[..., None] * x).sum(1) / safe_total[:, None]
-    mu_y = (w[..., None] * y).sum(1) / safe_total[:, None]
+    wx = x if w is None else w[..., None] * x
+    wy = y if w is None else w[..., None] * y
+    mu_x = wx.sum(1) / safe_total[:, None]
+    mu_y = wy.sum(1) / safe_total[:, None]
+    # Covariances from centred copies (not E[xx^T] - mu mu^T, which cancels catastrophically).
     xc = x - mu_x[:, None, :]
     yc = y - mu_y[:, None, :]
+    wxc = xc if w is None else w[..., None] * xc
+    cov_x = torch.bmm(wxc.transpose(1, 2), xc) / safe_total[:, None, None]
+    sigma = torch.bmm(yc.transpose(1, 2), wxc) / safe_total[:, None, None]
     if check_degenerate:
-        _raise_if_degenerate("source", xc, mu_x, w, safe_total)
-        _raise_if_degenerate("target", yc, mu_y, w, safe_total)
+        _raise_if_degenerate("source", cov_x, mu_x)
+        wyc = yc if w is None else w[..., None] * yc
+        cov_y = torch.bmm(wyc.transpose(1, 2), yc) / safe_total[:, None, None]
+        _raise_if_degenerate("target", cov_y, mu_y)
 
-    var_x = (w * xc.square().sum(-1)).sum(-1) / safe_total
-    sigma = torch.einsum("bn,bni,bnj->bij", w, yc, xc) / safe_total[:, None, None]
+    var_x = torch.diagonal(cov_x, dim1=-2, dim2=-1).sum(-1)
     u, d, vh = torch.linalg.svd(sigma)
     sign = torch.sign(torch.linalg.det(u) * torch.linalg.det(vh))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
@@ -211,5 +226,5 @@ def _fit(
     translation = mu_y - scale[:, None] * torch.einsum("bij,bj->bi", rotation, mu_x)
 
     transform = SimilarityTransform(scale.to(dtype), rotation.to(dtype), translation.to(dtype))
-    aligned = scale[:, None, None] * torch.einsum("bij,bnj->bni", rotation, x_all) + translation[:, None, :]
+    aligned = torch.baddbmm(translation[:, None, :], x_all, (scale[:, None, None] * rotation).transpose(1, 2))
     return aligned.to(dtype), transform

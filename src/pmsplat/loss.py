@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int64
 from torch import Tensor, nn
 
-from pmsplat.align import SimilarityTransform, similarity_align
+from pmsplat.align import SimilarityTransform, _fit
 from pmsplat.errors import InputError
-from pmsplat.knn import nearest_neighbors
+from pmsplat.knn import _nearest
 from pmsplat.teachers.base import Teacher, TeacherOutput
 
 
@@ -233,21 +233,19 @@ def _compute(
     weights = None
     if confidence is not None:
         weights = torch.where(teacher_valid, confidence, zero).to(pred_points.dtype)
-    aligned, transform = similarity_align(
-        teacher_points, pred_points, weights, teacher_valid, detach_fit=stop_gradient_alignment
+    all_valid = bool(teacher_valid.all())
+    reference_mask = None if all_valid else teacher_valid
+    # Inputs are validated above, so the checked-once internals are called directly.
+    aligned, transform = _fit(
+        teacher_points, pred_points, weights, reference_mask, stop_gradient_alignment, True, True
     )
-
-    index, squared = nearest_neighbors(
-        pred_points, aligned, reference_mask=teacher_valid, query_mask=valid_mask, method=knn_method
-    )
+    index, squared = _nearest(pred_points, aligned, reference_mask, valid_mask, knn_method)
     query_weight = torch.ones_like(squared) if valid_mask is None else valid_mask.to(squared.dtype)
     if weights is not None:
         query_weight = query_weight * torch.gather(weights, 1, index.clamp_min(0))
     raw = _weighted_mean(_robust(squared, robust, huber_delta), query_weight, robust, trim_fraction)
     if bidirectional:
-        _, back = nearest_neighbors(
-            aligned, pred_points, reference_mask=valid_mask, query_mask=teacher_valid, method=knn_method
-        )
+        _, back = _nearest(aligned, pred_points, valid_mask, reference_mask, knn_method)
         back_weight = teacher_valid.to(back.dtype) if weights is None else weights
         raw = raw + _weighted_mean(_robust(back, robust, huber_delta), back_weight, robust, trim_fraction)
 

@@ -84,7 +84,33 @@ def nearest_neighbors(
     _check(queries, references, reference_mask, query_mask)
     if method not in ("auto", "brute", "kdtree", "grid"):
         raise InputError(f"nearest_neighbors: unknown method {method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
+    _check_values(queries, references, reference_mask, query_mask)
     return _nearest(queries, references, reference_mask, query_mask, method)
+
+
+@torch.no_grad()
+def _check_values(queries: Tensor, references: Tensor, reference_mask: Tensor | None, query_mask: Tensor | None) -> None:
+    """InputError for an empty reference mask or unmasked non-finite points."""
+    if reference_mask is not None:
+        empty = ~reference_mask.any(-1)
+        if bool(empty.any()):
+            raise InputError(
+                f"nearest_neighbors: 'reference_mask' leaves no valid reference in batch element(s) "
+                f"{empty.nonzero().flatten().tolist()}."
+            )
+        ref_ok = torch.isfinite(references).all(-1) | ~reference_mask
+    else:
+        ref_ok = torch.isfinite(references).all(-1)
+    if not bool(ref_ok.all()):
+        raise InputError(
+            "nearest_neighbors: 'references' holds non-finite points that 'reference_mask' does not exclude "
+            f"(batch element(s) {(~ref_ok).any(-1).nonzero().flatten().tolist()}); mask them out."
+        )
+    query_ok = torch.isfinite(queries).all(-1)
+    if query_mask is not None:
+        query_ok = query_ok | ~query_mask
+    if not bool(query_ok.all()):
+        raise InputError("nearest_neighbors: 'queries' holds non-finite points; exclude them with 'query_mask'.")
 
 
 def _nearest(
@@ -94,28 +120,12 @@ def _nearest(
     query_mask: Bool[Tensor, "batch query"] | None,
     method: str,
 ) -> tuple[Int64[Tensor, "batch query"], Float[Tensor, "batch query"]]:
-    """Search + differentiable gather on validated inputs (see :func:`nearest_neighbors`)."""
+    """Search + differentiable gather on validated inputs (see :func:`nearest_neighbors`): every
+    batch element has a valid reference, and unmasked points are finite."""
     with torch.no_grad():
-        if reference_mask is not None:
-            empty = ~reference_mask.any(-1)
-            if bool(empty.any()):
-                raise InputError(
-                    f"nearest_neighbors: 'reference_mask' leaves no valid reference in batch element(s) "
-                    f"{empty.nonzero().flatten().tolist()}."
-                )
-            ref_ok = torch.isfinite(references).all(-1) | ~reference_mask
-        else:
-            ref_ok = torch.isfinite(references).all(-1)
-        if not bool(ref_ok.all()):
-            raise InputError(
-                "nearest_neighbors: 'references' holds non-finite points that 'reference_mask' does not exclude "
-                f"(batch element(s) {(~ref_ok).any(-1).nonzero().flatten().tolist()}); mask them out."
-            )
         search_queries = queries.detach()
         if query_mask is not None:
             search_queries = torch.where(query_mask[..., None], search_queries, torch.zeros_like(search_queries))
-        if not bool(torch.isfinite(search_queries).all()):
-            raise InputError("nearest_neighbors: 'queries' holds non-finite points; exclude them with 'query_mask'.")
         search_refs = references.detach()
         chosen = method
         if method == "auto":

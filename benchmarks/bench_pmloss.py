@@ -1,0 +1,200 @@
+"""Benchmark of PM-Loss: nearest-neighbour search alone, and pm_loss forward + backward.
+
+Scene per example (B = 1): V views of H x W pixels, one predicted point per pixel unprojected
+from a smooth depth map with small noise (the shape of real Gaussian centres), and a teacher
+pointmap that is the same surface with its own noise in another similarity frame (scale, rotation,
+translation), as VGGT's output is. Sizes N = V*H*W: 16,384 (2x64x128), 65,536 (2x128x256),
+262,144 (4x256x256), 688,128 (6x256x448, the paper's training scale).
+
+Compared in the same run, all exact:
+- kNN: this code (``nearest_neighbors``, method "auto") vs scipy cKDTree with its default build
+  (balanced, compact) vs the chunked torch brute force; brute force is timed only up to
+  ``--brute-max`` points and extrapolated as N^2 above that (marked "extrapolated").
+- pm_loss forward + backward: default (official-equivalent) settings vs the same loss with the
+  brute-force kNN engine (timed up to ``--brute-max``, extrapolated above).
+On CUDA (when available, or ``--device cuda``) the same table is measured with the grid engine.
+
+    .venv/bin/python benchmarks/bench_pmloss.py [--threads 2] [--repeats 3] [--output PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pmloss.md"
+SIZES = {16_384: (2, 64, 128), 65_536: (2, 128, 256), 262_144: (4, 256, 256), 688_128: (6, 256, 448)}
+
+
+def make_scene(views: int, height: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pred, teacher) each (1, V*H*W, 3) float32 on ``device``."""
+    g = torch.Generator().manual_seed(0)
+    v, u = torch.meshgrid(torch.linspace(-0.6, 0.6, height), torch.linspace(-1, 1, width), indexing="ij")
+    points = []
+    for k in range(views):
+        depth = 2 + 0.5 * torch.sin(3 * u + k) * torch.cos(2 * v) + 0.3 * ((u > 0.3) & (v < 0)).float()
+        points.append(torch.stack([u * depth + 0.15 * k, v * depth, depth], -1).reshape(-1, 3))
+    surface = torch.cat(points)[None]
+    pred = surface + 0.005 * torch.randn(surface.shape, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g))
+    teacher = 0.37 * (surface + 0.01 * torch.randn(surface.shape, generator=g)) @ q.T + torch.tensor([0.5, -1.0, 2.0])
+    return pred.to(device), teacher.to(device)
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    """Best wall time of ``repeats`` calls (seconds)."""
+    best = math.inf
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(device: str, threads: int, repeats: int, brute_max: int) -> list[dict]:
+    from scipy.spatial import cKDTree
+
+    from pmsplat.knn import brute_force_search, nearest_neighbors
+    from pmsplat.loss import pm_loss
+
+    rows = []
+    brute_knn_ref = brute_loss_ref = None
+    for n, (views, height, width) in SIZES.items():
+        pred, teacher = make_scene(views, height, width, device)
+        reps = repeats if n < 500_000 else max(1, repeats - 1)
+        row: dict = {"n": n, "shape": f"{views}x{height}x{width}"}
+        row["knn"] = timed(lambda: nearest_neighbors(pred, teacher), reps, device)
+        if device == "cpu":
+            p64, t64 = pred[0].double().numpy(), teacher[0].double().numpy()
+
+            def scipy_knn():
+                cKDTree(t64).query(p64, k=1, workers=threads)
+
+            row["scipy"] = timed(scipy_knn, reps, device)
+        if n <= brute_max:
+            row["knn_brute"] = timed(lambda: brute_force_search(pred, teacher), 1, device)
+            row["knn_brute_extrapolated"] = False
+            brute_knn_ref = (n, row["knn_brute"])
+        else:
+            row["knn_brute"] = brute_knn_ref[1] * (n / brute_knn_ref[0]) ** 2
+            row["knn_brute_extrapolated"] = True
+
+        means = pred.clone().requires_grad_(True)
+
+        def loss_step(method: str = "auto"):
+            means.grad = None
+            pm_loss(means, teacher, knn_method=method).sum().backward()
+
+        row["loss"] = timed(loss_step, reps, device)
+        if n <= brute_max:
+            row["loss_brute"] = timed(lambda: loss_step("brute"), 1, device)
+            row["loss_brute_extrapolated"] = False
+            brute_loss_ref = (n, row["loss_brute"] - row["loss"])  # the search dominates; scale it
+        else:
+            row["loss_brute"] = row["loss"] + brute_loss_ref[1] * (n / brute_loss_ref[0]) ** 2
+            row["loss_brute_extrapolated"] = True
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def machine(device: str, threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {threads} threads"
+    if device == "cuda":
+        text += f", GPU {torch.cuda.get_device_name()}"
+    return text
+
+
+def table(rows: list[dict], device: str) -> str:
+    mark = lambda row, key: "*" if row[f"{key}_extrapolated"] else ""  # noqa: E731
+    lines = []
+    if device == "cpu":
+        lines += [
+            "| N per example | views x H x W | kNN: this code (s) | scipy cKDTree default (s) | brute force (s) | vs scipy | vs brute |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['n']:,} | {r['shape']} | {r['knn']:.3f} | {r['scipy']:.3f} | {r['knn_brute']:.2f}{mark(r, 'knn_brute')} | "
+                f"{r['scipy'] / r['knn']:.2f}x | {r['knn_brute'] / r['knn']:.0f}x |"
+            )
+    else:
+        lines += [
+            "| N per example | views x H x W | kNN: grid (s) | brute force (s) | vs brute |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['n']:,} | {r['shape']} | {r['knn']:.4f} | {r['knn_brute']:.3f}{mark(r, 'knn_brute')} | "
+                f"{r['knn_brute'] / r['knn']:.0f}x |"
+            )
+    lines += [
+        "",
+        "| N per example | pm_loss fwd+bwd (s) | with brute-force kNN (s) | speed-up |",
+        "|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n']:,} | {r['loss']:.3f} | {r['loss_brute']:.2f}{mark(r, 'loss_brute')} | {r['loss_brute'] / r['loss']:.0f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--brute-max", type=int, default=65_536, help="largest N timed with brute force")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        if args.device == "cuda":
+            print("CUDA requested but not available", file=sys.stderr)
+            return 1
+        devices.remove("cuda")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    sections = []
+    for device in devices:
+        rows = measure(device, args.threads, args.repeats, args.brute_max if device == "cpu" else 4 * args.brute_max)
+        sections.append(f"## {device.upper()}\n\nMachine: {machine(device, args.threads)}\n\n{table(rows, device)}\n")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        "# PM-Loss: nearest-neighbour search and loss speed\n\n"
+        f"Measured {now} with `benchmarks/bench_pmloss.py` (best of {args.repeats} runs, fewer at 688k; "
+        f"1-minute load average at start: {load:.1f}).\n"
+        "One example (B = 1) per row; float32 points; exact search everywhere. `*` = brute force not run at\n"
+        "that size but extrapolated from the largest timed size as N^2 (the loss column: the measured\n"
+        "default loss plus the extrapolated extra search time). Ratios are this code's speed-up.\n\n"
+        + "\n".join(sections)
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
