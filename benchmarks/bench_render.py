@@ -30,7 +30,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results" / "render.md"
 
 
-def build_scene(size: int, device: str):
+def build_scene(size: int, device: str, footprint: float = 1.0):
     import torch
 
     from splatcore.types import Gaussians
@@ -47,9 +47,9 @@ def build_scene(size: int, device: str):
         ray = ray / ray.norm(dim=-1, keepdim=True)
         points = ray * depth[..., None] + torch.tensor([x0, 0.0, 0.0])
         means.append(points.reshape(-1, 3))
-        footprint = (depth / (fx * size)).reshape(-1)  # one pixel at that depth, world units
+        pixel = (depth / (fx * size)).reshape(-1) * footprint  # `footprint` pixels at that depth
         q, _ = torch.linalg.qr(torch.randn(size * size, 3, 3, generator=g))
-        scales = torch.stack((footprint, footprint, 0.2 * footprint), dim=-1)
+        scales = torch.stack((pixel, pixel, 0.2 * pixel), dim=-1)
         scales = scales * (0.6 + 0.8 * torch.rand(size * size, 3, generator=g))
         cov = q @ torch.diag_embed(scales**2) @ q.transpose(-1, -2)
         covariances.append(0.5 * (cov + cov.transpose(-1, -2)))

@@ -34,7 +34,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .composite_backward import ALPHA_CAP, CompositedPairs, composite_backward
+from .composite_backward import ALPHA_CAP, CompositedPairs, composite_backward, pair_alpha
 from .projection import ALPHA_THRESHOLD
 from .tiling import TileBins, bin_gaussians
 
@@ -74,18 +74,25 @@ def _forward_pass(
     out_features = torch.zeros(num_pixels, channels, device=device, dtype=dtype)
     out_alpha = torch.zeros(num_pixels, device=device, dtype=dtype)
     out_transmittance = torch.ones(num_pixels, device=device, dtype=dtype)
+    pair_slots: list[Tensor] = []
     pair_pixels: list[Tensor] = []
     pair_gaussians: list[Tensor] = []
     pair_before: list[Tensor] = []
+    needs_sort = False
 
     counts, offsets, gaussian_ids = bins.counts, bins.offsets, bins.gaussian_ids
+    last_pair = max(gaussian_ids.numel() - 1, 0)
     busy = torch.nonzero(counts > 0, as_tuple=False)[:, 0]
     busy = busy[torch.sort(counts[busy], descending=True, stable=True).indices]
     busy_counts = counts[busy].tolist()
     negated = [-n for n in busy_counts]  # ascending, for bisect
 
+    # Column-major Gaussian table (contiguous rows gather fast): mean x, mean y, conic a, b, c,
+    # opacity, features.
+    table = torch.cat((means2d, conics, opacities[:, None], features), dim=-1).T.contiguous()
     local = torch.arange(tile_size, device=device)
     local_y, local_x = (t.reshape(-1) for t in torch.meshgrid(local, local, indexing="ij"))
+    slot_base = 0  # running id of (tile, pixel) slots, increasing in processing order
     start = 0
     while start < len(busy_counts):
         largest = busy_counts[start]
@@ -95,67 +102,96 @@ def _forward_pass(
         stop = max(start + 1, min(start + group_size, similar_end))
         group = busy[start:stop]
         start = stop
+        num_group = group.numel()
 
-        group_counts = counts[group]
-        image = group // (tiles_h * tiles_w)
+        tile_counts = counts[group]
+        tile_offsets = offsets[group]
         within = group % (tiles_h * tiles_w)
         x = (within % tiles_w)[:, None] * tile_size + local_x[None]  # (tile, pixel)
         y = (within // tiles_w)[:, None] * tile_size + local_y[None]
         inside = (x < width) & (y < height)
-        pixel_ids = image[:, None] * (height * width) + y.clamp_max(height - 1) * width + x.clamp_max(width - 1)
-        centre_x = x.to(dtype) + 0.5
-        centre_y = y.to(dtype) + 0.5
+        pixel_ids = (group // (tiles_h * tiles_w))[:, None] * (height * width) + y * width + x
+        slots = slot_base + torch.arange(num_group * pixels_per_tile, device=device).reshape(num_group, -1)
+        slot_base += num_group * pixels_per_tile
+        centre_x = (x.to(dtype) + 0.5)[:, :, None]
+        centre_y = (y.to(dtype) + 0.5)[:, :, None]
 
-        transmittance = torch.ones(group.numel(), pixels_per_tile, device=device, dtype=dtype)
+        transmittance = torch.ones(num_group, pixels_per_tile, device=device, dtype=dtype)
         done = ~inside
-        feature_acc = torch.zeros(group.numel(), pixels_per_tile, channels, device=device, dtype=dtype)
-        alpha_acc = torch.zeros(group.numel(), pixels_per_tile, device=device, dtype=dtype)
+        feature_acc = torch.zeros(num_group, pixels_per_tile, channels, device=device, dtype=dtype)
+        alpha_acc = torch.zeros(num_group, pixels_per_tile, device=device, dtype=dtype)
+        blocks_with_pairs = 0
+
+        def flush(which: Tensor) -> None:
+            """Write the finished tiles ``which`` (bool per tile of the current group)."""
+            write = inside[which]
+            target = pixel_ids[which][write]
+            out_features[target] = feature_acc[which][write]
+            out_alpha[target] = alpha_acc[which][write]
+            out_transmittance[target] = transmittance[which][write]
+
         for first in range(0, largest, block_k):
             size = min(block_k, largest - first)
+            live = tile_counts.numel()
             position = first + torch.arange(size, device=device)
-            present = position[None, :] < group_counts[:, None]  # (tile, k)
-            pair_index = (offsets[group, None] + position[None, :]).clamp_max(gaussian_ids.numel() - 1)
-            ids = gaussian_ids[pair_index]
-            mean = means2d[ids]
-            conic = conics[ids]
-            dx = mean[:, None, :, 0] - centre_x[:, :, None]  # (tile, pixel, k)
-            dy = mean[:, None, :, 1] - centre_y[:, :, None]
-            sigma = 0.5 * (conic[:, None, :, 0] * dx * dx + conic[:, None, :, 2] * dy * dy)
-            sigma = sigma + conic[:, None, :, 1] * dx * dy
-            alpha = torch.clamp_max(opacities[ids][:, None, :] * torch.exp(-sigma), ALPHA_CAP)
-            counted = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & present[:, None, :] & ~done[..., None]
+            present = position[None, :] < tile_counts[:, None]  # (tile, k)
+            pair_index = (tile_offsets[:, None] + position[None, :]).clamp_max(last_pair)
+            ids = gaussian_ids.index_select(0, pair_index.reshape(-1))
+            rows = table.index_select(1, ids).reshape(-1, live, 1, size)
+            sigma, raw = pair_alpha(
+                rows[0] - centre_x, rows[1] - centre_y, rows[2], rows[3], rows[4], rows[5]
+            )  # (tile, pixel, k)
+            alpha = torch.clamp_max(raw, ALPHA_CAP)
+            counted = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & (present[:, None, :] & ~done[..., None])
             alpha = torch.where(counted, alpha, torch.zeros_like(alpha))
             running = torch.cumprod(torch.cat((transmittance[..., None], 1.0 - alpha), dim=-1), dim=-1)
             before = running[..., :-1]
             kept = (running[..., 1:] >= TRANSMITTANCE_STOP) & ~done[..., None]
             weights = torch.where(kept, alpha * before, torch.zeros_like(alpha))
-            feature_acc = feature_acc + torch.bmm(weights, features[ids])
+            feature_acc = feature_acc + torch.bmm(weights, rows[6:, :, 0, :].permute(1, 2, 0))
             alpha_acc = alpha_acc + weights.sum(dim=-1)
             num_kept = kept.sum(dim=-1)
             transmittance = running.gather(-1, num_kept[..., None])[..., 0]
             if keep_pairs:
-                tile_i, pixel_i, k_i = torch.nonzero(kept & counted, as_tuple=True)
-                pair_pixels.append(pixel_ids[tile_i, pixel_i])
-                pair_gaussians.append(ids[tile_i, k_i])
-                pair_before.append(before[tile_i, pixel_i, k_i])
+                flat = torch.nonzero((kept & counted).reshape(-1), as_tuple=False)[:, 0]
+                if flat.numel() > 0:
+                    blocks_with_pairs += 1
+                    tile_pixel = flat // size
+                    depth_k = flat - tile_pixel * size
+                    pair_slots.append(slots.reshape(-1).index_select(0, tile_pixel))
+                    pair_pixels.append(pixel_ids.reshape(-1).index_select(0, tile_pixel))
+                    pair_gaussians.append(ids.index_select(0, (tile_pixel // pixels_per_tile) * size + depth_k))
+                    pair_before.append(running.reshape(-1).index_select(0, tile_pixel * (size + 1) + depth_k))
             done = done | (num_kept < size)
-            if bool(done.all()):
+            finished = done.all(dim=1)
+            if bool(finished.all()):
                 break
-        target = pixel_ids[inside]
-        out_features[target] = feature_acc[inside]
-        out_alpha[target] = alpha_acc[inside]
-        out_transmittance[target] = transmittance[inside]
+            if bool(finished.any()):
+                # Drop finished tiles from the rest of the group's blocks.
+                flush(finished)
+                alive = ~finished
+                tile_counts, tile_offsets = tile_counts[alive], tile_offsets[alive]
+                inside, pixel_ids, slots = inside[alive], pixel_ids[alive], slots[alive]
+                centre_x, centre_y = centre_x[alive], centre_y[alive]
+                transmittance, done = transmittance[alive], done[alive]
+                feature_acc, alpha_acc = feature_acc[alive], alpha_acc[alive]
+        flush(torch.ones_like(tile_counts, dtype=torch.bool))
+        needs_sort = needs_sort or blocks_with_pairs > 1
 
     pairs = None
     if keep_pairs:
-        empty_long = torch.zeros(0, dtype=torch.int64, device=device)
-        pixel_cat = torch.cat(pair_pixels) if pair_pixels else empty_long
-        gaussian_cat = torch.cat(pair_gaussians) if pair_gaussians else empty_long
-        before_cat = torch.cat(pair_before) if pair_before else torch.zeros(0, device=device, dtype=dtype)
-        # Blocks of one group are appended front to back, and nonzero() lists each block by
-        # (tile, pixel, depth); a stable sort by pixel restores front-to-back runs per pixel.
-        order = torch.sort(pixel_cat, stable=True).indices
-        pairs = CompositedPairs(pixel_cat[order], gaussian_cat[order], before_cat[order])
+        if pair_pixels:
+            pixel_cat, gaussian_cat = torch.cat(pair_pixels), torch.cat(pair_gaussians)
+            before_cat = torch.cat(pair_before)
+        else:
+            pixel_cat = gaussian_cat = torch.zeros(0, dtype=torch.int64, device=device)
+            before_cat = torch.zeros(0, device=device, dtype=dtype)
+        if needs_sort:
+            # Blocks are appended front to back and nonzero() lists each block by slot, then
+            # depth; a stable sort on the slot restores one front-to-back run per pixel.
+            order = torch.sort(torch.cat(pair_slots), stable=True).indices
+            pixel_cat, gaussian_cat, before_cat = pixel_cat[order], gaussian_cat[order], before_cat[order]
+        pairs = CompositedPairs(pixel_cat, gaussian_cat, before_cat)
     return out_features, out_alpha, out_transmittance, pairs
 
 
