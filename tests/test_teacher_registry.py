@@ -5,12 +5,17 @@ in, device ignored, any option change visible), and dict / dataclass / OmegaConf
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from pmsplat.errors import InputError, MissingDependencyError
+from pmsplat.synthetic import SynthConfig, generate, synthetic_dataset_cfg
+from pmsplat.synthetic.evaluation_index import EvaluationIndexLayout
+from pmsplat.teachers.cache_build import CacheBuildCfg, precompute
 from pmsplat.teachers import cache_store as store
 from pmsplat.teachers.registry import (
     TEACHERS,
@@ -93,8 +98,6 @@ def test_identity_is_canonical():
 
 
 def test_omegaconf_configs_are_accepted():
-    from omegaconf import OmegaConf
-
     cfg = OmegaConf.create({"name": "synthetic", "scale_range": [0.8, 1.2]})
     name, instance = teacher_config(cfg)
     assert name == "synthetic" and instance.scale_range == (0.8, 1.2)
@@ -112,3 +115,35 @@ def test_cache_builds_from_its_path_and_reports_a_missing_cache(tmp_path):
 
     with pytest.raises(DataError, match="does not exist. Build it with `pmsplat teacher precompute"):
         build_teacher({"name": "cache", "path": str(tmp_path / "none")})
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "teacher"
+
+
+@pytest.mark.parametrize("name", ["cache", "da3", "dust3r", "synthetic", "vggt"])
+def test_hydra_teacher_group_configs_build(name, tmp_path):
+    """Each config/teacher/<name>.yaml, as the training adapter passes it (a shallow dict of an
+    OmegaConf node, nested values still DictConfig), is a valid registry config."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.is_file():
+        pytest.skip(f"{path} not present in this tree")
+    node = OmegaConf.load(path)
+    components = {}
+    if name in PACKAGES:
+        node.device = "cpu"
+        components["model"] = TinyNet()
+    if name == "cache":
+        layout = EvaluationIndexLayout(interpolation_gap=(4, 8), interpolation_targets=2, extrapolation_gap=6,
+                                       extrapolation_window=4, extrapolation_targets_per_side=2)
+        generate(SynthConfig(out=tmp_path / "data", train_scenes=1, test_scenes=1, frames=16, height=8, width=8,
+                             supersample=1, index_layout=layout))
+        precompute(CacheBuildCfg(out=tmp_path / "cache", dataset=synthetic_dataset_cfg(tmp_path / "data"),
+                                 teacher=dict(OmegaConf.load(CONFIG_DIR / "synthetic.yaml"))))
+        node.path = str(tmp_path / "cache")
+        node.teacher = OmegaConf.load(CONFIG_DIR / "synthetic.yaml")
+        node.dataset_roots = [str(tmp_path / "data")]
+    teacher = build_teacher(dict(node), **components)
+    assert type(teacher).__name__ == TEACHERS[name].class_name
+    # the YAML spells out the defaults: identity equals the bare name's
+    if name != "cache":
+        assert teacher_identity(dict(node)) == teacher_identity({"name": name})

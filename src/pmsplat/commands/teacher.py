@@ -137,6 +137,10 @@ def run_precompute(args: argparse.Namespace) -> int:
     except (PMSplatError, DatasetError) as error:
         print(f"pmsplat teacher precompute: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"pmsplat teacher precompute: interrupted; finished scenes are kept in {args.out}, run the same "
+              "command again to resume.", file=sys.stderr)
+        return 130
     print(
         f"Shard {args.shard}: {summary.computed} scene(s) computed, {summary.already_done} already done, "
         f"{summary.skipped} skipped by the loader, of {summary.total}; {summary.bytes_written / 1e6:.1f} MB written, "

@@ -74,16 +74,25 @@ def _plain(cfg: Any) -> dict:
         if "name" not in values:
             raise InputError(f"build_teacher: a {type(cfg).__name__} is not a teacher config and has no 'name' field.")
         return values
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
+    cfg = _containers(cfg)
     if not isinstance(cfg, dict):
         raise InputError(f"build_teacher: the teacher config must be a mapping with a 'name' key, got {type(cfg).__name__}.")
     return dict(cfg)
+
+
+def _containers(value: Any) -> Any:
+    """OmegaConf DictConfig / ListConfig (at any depth, e.g. inside a plain dict) -> dict / list."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        return value
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {key: _containers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_containers(item) for item in value)
+    return value
 
 
 def split_config(cfg: Any) -> tuple[str, TeacherSpec, dict]:
