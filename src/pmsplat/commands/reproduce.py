@@ -1,23 +1,80 @@
-"""``pmsplat reproduce``: placeholder until the reproduction pipeline lands."""
+"""``pmsplat reproduce``: the paper's comparison (baseline vs baseline + PM-Loss), end to end.
+
+    pmsplat reproduce --baseline mvsplat                      # synthetic benchmark, CPU (default)
+    pmsplat reproduce --baseline depthsplat --data dl3dv --root datasets/DL3DV_480P \\
+        --teacher vggt --gpus 8 --base-checkpoint checkpoints/depthsplat-gs-base-dl3dv-256x448-75cc0183.pth
+
+Writes ``outputs/reproduce/<baseline>/`` (report.md, results.csv, per_scene.csv, PNG figures);
+finished runs are reused, so an interrupted reproduction resumes. ``--dry-run`` prints the plan.
+"""
+
+from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="baseline vs baseline + PM-Loss, end to end")
+    p = sub.add_parser("reproduce", help="baseline vs baseline + PM-Loss, end to end", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline", choices=["mvsplat", "depthsplat"], required=True)
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--root")
-    p.add_argument("--teacher")
-    p.add_argument("--gpus", type=int)
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "re10k", "dl3dv"])
+    p.add_argument("--root", type=Path, help="dataset root (default datasets/<data>)")
+    p.add_argument("--teacher", choices=["synthetic", "vggt", "dust3r", "da3", "cache"],
+                   help="pointmap teacher (default: synthetic on synthetic data, vggt otherwise)")
+    p.add_argument("--gpus", type=int, help="number of GPUs (DDP when > 1)")
+    p.add_argument("--out", type=Path, help="output folder (default outputs/reproduce/<baseline>)")
+    p.add_argument("--schedule", default="default", choices=["default", "smoke"],
+                   help="synthetic schedule: default (<= 20 min on 2 CPU cores) or smoke (seconds; for tests)")
+    p.add_argument("--base-checkpoint", type=Path, help="real data: the official checkpoint to fine-tune")
+    p.add_argument("--index-dir", type=Path, help="real data: folder with the evaluation index JSONs (default assets/)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and their overrides, run nothing")
+    p.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print(
-        f"pmsplat reproduce --baseline {args.baseline}: not yet available. The reproduction "
-        "pipeline needs the vendored baselines, which have not landed yet; `make test` works now.",
-        file=sys.stderr,
-    )
-    return 2
+    from pmsplat.reproduce.protocol import SYNTHETIC_SCHEDULES, make_plan
+
+    try:
+        plan = make_plan(
+            args.baseline, args.data, args.root, args.teacher,
+            schedule=SYNTHETIC_SCHEDULES[args.schedule] if args.data == "synthetic" else None,
+            gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
+            extra_overrides=list(args.overrides),
+        )
+    except ValueError as error:
+        print(f"pmsplat reproduce: {error}", file=sys.stderr)
+        return 2
+    out = args.out or Path("outputs/reproduce") / args.baseline
+    if args.dry_run:
+        for spec in plan.runs:
+            start = f" (from {spec.start_from})" if spec.start_from else ""
+            print(f"{spec.kind:8s} {spec.name}{start}: " + " ".join(shlex.quote(o) for o in spec.overrides))
+        return 0
+    problems = _missing_inputs(plan)
+    if problems:
+        print("pmsplat reproduce: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    from pmsplat.reproduce.pipeline import execute
+
+    report = execute(plan, out)
+    print(f"Report: {report}")
+    return 0
+
+
+def _missing_inputs(plan) -> list[str]:
+    """Real-data inputs that must exist before hours of training start."""
+    if plan.data == "synthetic":
+        return []
+    problems = []
+    if not (plan.root / "train").is_dir():
+        problems.append(f"dataset root {plan.root} has no train/ folder (pass --root).")
+    for split, path in plan.splits.items():
+        if not path.is_file():
+            problems.append(f"{split} index {path} is missing: `pmsplat data fetch-index --out {path.parent}` on a machine with internet.")
+    if plan.base_checkpoint is not None and not plan.base_checkpoint.is_file():
+        problems.append(f"base checkpoint {plan.base_checkpoint} is missing (pass --base-checkpoint; see README).")
+    return problems

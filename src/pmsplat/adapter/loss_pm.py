@@ -1,0 +1,148 @@
+"""``loss=[..., pm]``: PM-Loss as a loss of the vendored baselines' model wrapper.
+
+Config (``config/loss/pm.yaml``, keys of the PM-Loss fork's ``pcd`` loss plus pmsplat options)::
+
+    pm:
+      weight: 0.005             # paper / official
+      apply_after_step: 0       # 0 before this step
+      ignore_large_loss: 100.0  # per-example losses above this are multiplied by 1e-5
+      teacher: ${teacher}       # the `teacher=` config group (vggt, dust3r, da3, cache, synthetic)
+      bidirectional: false      # pmsplat options, all off = official arithmetic
+      confidence_weighting: false
+      robust: none
+      stop_gradient_alignment: false
+      knn_method: auto
+
+What it feeds PM-Loss (as the official ``LossPcd`` does): the **final** Gaussian centres of the
+context views, ``gaussians.means[-B:]`` where B is the batch size (DepthSplat's training
+Gaussians stack the intermediate depth predictions in front along the batch axis), in
+(view, row, column) order, one per pixel; the (shimmed) context images; and, for teachers that
+look pointmaps up instead of computing them, the scene names, frame indices and (when the dataset
+loads them) ground-truth pointmaps of the context views.
+
+The teacher is built lazily at the first training forward (so test runs never load it), is
+frozen, and is kept outside the module tree: it never appears in ``parameters()`` (the optimizer)
+or ``state_dict()`` (checkpoints). It follows the device of the images.
+
+Logged each step (the wrapper logs ``last_stats`` as ``loss/pm/<key>``): ``value`` (weighted
+loss), ``raw_mean`` (mean per-example Chamfer before the large-loss rule), ``scale`` (mean
+alignment scale), ``large_fraction`` (examples hit by the large-loss rule), ``teacher_seconds``
+and ``nonfinite_teacher_points``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from splatcore.loss.base import Loss
+from splatcore.loss.errors import LossConfigError, LossInputError
+from splatcore.types import BatchedExample, DecoderOutput, Gaussians
+from torch import Tensor
+
+from pmsplat.loss import PMLoss, PMLossConfig
+
+_PM_OPTIONS = ("bidirectional", "confidence_weighting", "robust", "huber_delta", "trim_fraction", "stop_gradient_alignment", "knn_method")
+
+
+@dataclass
+class LossPmCfg:
+    weight: float = 0.005
+    apply_after_step: int = 0
+    ignore_large_loss: float = 100.0
+    teacher: dict[str, Any] = field(default_factory=lambda: {"name": "vggt"})
+    bidirectional: bool = False
+    confidence_weighting: bool = False
+    robust: str = "none"
+    huber_delta: float = 0.1
+    trim_fraction: float = 0.1
+    stop_gradient_alignment: bool = False
+    knn_method: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.weight < 0:
+            raise LossConfigError(f"loss.pm.weight must be >= 0, got {self.weight}.")
+        if not isinstance(self.teacher, dict) or "name" not in self.teacher:
+            raise LossConfigError(
+                "loss.pm.teacher must be a teacher config with a 'name' (select one with teacher=vggt|dust3r|da3|"
+                f"cache|synthetic), got {self.teacher!r}."
+            )
+        self.pm_config()  # validates the PM-Loss options now, not at the first step
+
+    def pm_config(self) -> PMLossConfig:
+        return PMLossConfig(
+            weight=self.weight,
+            ignore_large_loss=self.ignore_large_loss,
+            **{name: getattr(self, name) for name in _PM_OPTIONS},
+        )
+
+
+@dataclass
+class LossPmCfgWrapper:
+    pm: LossPmCfg
+
+
+def teacher_context(batch: BatchedExample) -> dict[str, Any]:
+    """What look-up teachers (cache, synthetic) need: scene names, frame indices, GT pointmaps."""
+    context = batch["context"]
+    values = {"scene": batch.get("scene"), "index": context.get("index"), "pointmap": context.get("pointmap")}
+    return {key: value for key, value in values.items() if value is not None}
+
+
+class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
+    """PM-Loss on the final context Gaussians; see the module docstring."""
+
+    supervise_intermediate = False  # PM-Loss sees the final Gaussians only, never the intermediates
+
+    def __init__(self, cfg_wrapper: LossPmCfgWrapper) -> None:
+        super().__init__(cfg_wrapper)
+        self.__dict__["_pm"] = None  # built at the first forward; outside the module tree on purpose
+
+    @property
+    def pm(self) -> PMLoss:
+        """The PM-Loss module with its teacher (built on first use)."""
+        if self.__dict__["_pm"] is None:
+            from pmsplat.teachers.registry import build_teacher
+
+            teacher = build_teacher(dict(self.cfg.teacher))
+            if isinstance(teacher, torch.nn.Module):
+                teacher.eval().requires_grad_(False)
+            self.__dict__["_pm"] = PMLoss(teacher, self.cfg.pm_config())
+        return self.__dict__["_pm"]
+
+    def forward(
+        self,
+        prediction: DecoderOutput,
+        batch: BatchedExample,
+        gaussians: Gaussians,
+        global_step: int,
+    ) -> Float[Tensor, ""]:
+        if global_step < self.cfg.apply_after_step:
+            self.last_stats = {}
+            return self.zero_like(prediction)
+        images = batch["context"]["image"]
+        batch_size = images.shape[0]
+        if gaussians.means.shape[0] % batch_size:
+            raise LossInputError(
+                f"loss.pm: {gaussians.means.shape[0]} Gaussian sets for a batch of {batch_size}; expected a multiple "
+                "(intermediate predictions stacked in front of the final ones)."
+            )
+        means = gaussians.means[-batch_size:]
+        pm = self.pm
+        teacher = pm.teacher
+        if isinstance(teacher, torch.nn.Module):
+            teacher.to(images.device)
+        value = pm(means, images, teacher_context(batch))
+        stats = pm.last_stats
+        self.last_stats = {
+            "value": stats["loss"],
+            "raw_mean": stats["raw_loss_mean"],
+            "scale": stats["scale_mean"],
+            "large_fraction": stats["large_loss_fraction"],
+            "teacher_seconds": stats["teacher_seconds"],
+            "nonfinite_teacher_points": stats["nonfinite_teacher_points"],
+        }
+        return value
+
