@@ -40,8 +40,6 @@ from pmsplat.knn import _nearest
 from pmsplat.teachers.base import Teacher, TeacherOutput
 
 
-
-
 @dataclass
 class PMLossConfig:
     """PM-Loss settings. Defaults reproduce the official PM-Loss arithmetic.
@@ -152,11 +150,16 @@ def _robust(squared: Tensor, robust: str, delta: float) -> Tensor:
 
 def _weighted_mean(
     values: Float[Tensor, "batch point"],
-    weights: Float[Tensor, "batch point"],
+    weights: Float[Tensor, "batch point"] | None,
     robust: str,
     trim_fraction: float,
 ) -> Float[Tensor, "batch"]:
-    """Sum(w v) / Sum(w) per example; "trimmed" first zeroes the weights of the largest values."""
+    """Sum(w v) / Sum(w) per example (``weights`` None: plain mean); "trimmed" first zeroes the
+    weights of the largest values."""
+    if weights is None:
+        if robust != "trimmed" or trim_fraction == 0:
+            return values.mean(-1)
+        weights = torch.ones_like(values)
     if robust == "trimmed" and trim_fraction > 0:
         with torch.no_grad():
             used = weights > 0
@@ -240,13 +243,14 @@ def _compute(
         teacher_points, pred_points, weights, reference_mask, stop_gradient_alignment, True, True
     )
     index, squared = _nearest(pred_points, aligned, reference_mask, valid_mask, knn_method)
-    query_weight = torch.ones_like(squared) if valid_mask is None else valid_mask.to(squared.dtype)
+    query_weight = None if valid_mask is None else valid_mask.to(squared.dtype)
     if weights is not None:
-        query_weight = query_weight * torch.gather(weights, 1, index.clamp_min(0))
+        matched = torch.gather(weights, 1, index.clamp_min(0))
+        query_weight = matched if query_weight is None else query_weight * matched
     raw = _weighted_mean(_robust(squared, robust, huber_delta), query_weight, robust, trim_fraction)
     if bidirectional:
         _, back = _nearest(aligned, pred_points, valid_mask, reference_mask, knn_method)
-        back_weight = teacher_valid.to(back.dtype) if weights is None else weights
+        back_weight = (None if reference_mask is None else teacher_valid.to(back.dtype)) if weights is None else weights
         raw = raw + _weighted_mean(_robust(back, robust, huber_delta), back_weight, robust, trim_fraction)
 
     loss, nan, large = stabilise(raw, ignore_large_loss, large_loss_factor)

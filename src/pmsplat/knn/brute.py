@@ -1,8 +1,9 @@
 """Exact nearest neighbour by a chunked brute-force scan (the reference engine; any device).
 
 Memory is bounded by ``block_elements`` query-reference pairs at a time: no N x M matrix is ever
-built. Distances are computed as ((q - r) ** 2).sum(-1), the same arithmetic as the final gather
-in :func:`pmsplat.knn.nearest_neighbors`, so the returned index really is a minimiser.
+built. Distances come from ``torch.cdist`` in its difference-based mode (sqrt of the sum of squared
+coordinate differences, no matrix-product expansion and so no cancellation), whose minimiser is
+the squared-distance minimiser up to exact ties.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def brute_force_search(
         best_index = torch.zeros(q.shape[:2], dtype=torch.int64, device=queries.device)
         for r0 in range(0, n_ref, r_block):
             r = references[:, r0 : r0 + r_block]
-            distance = (q[:, :, None, :] - r[:, None, :, :]).square().sum(-1)
+            # Fused difference-based kernel (no |q|^2 - 2 q.r + |r|^2 cancellation); the Euclidean
+            # distance has the same minimiser as the squared one.
+            distance = torch.cdist(q, r, compute_mode="donot_use_mm_for_euclid_dist")
             if penalty is not None:
                 distance = distance + penalty[:, None, r0 : r0 + r_block]
             value, arg = distance.min(dim=-1)

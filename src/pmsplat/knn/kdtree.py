@@ -39,8 +39,10 @@ def kdtree_search(
     tree_class = _ckdtree()
     workers = workers or torch.get_num_threads()
     device = queries.device
-    q_all = queries.detach().cpu().double().numpy()
-    r_all = references.detach().cpu().double().numpy()
+    # numpy does the float64 conversion single-threaded: cheaper than torch's parallel copy when
+    # the CPU is shared, and cKDTree wants float64 anyway.
+    q_all = np.asarray(queries.detach().cpu().numpy(), dtype=np.float64)
+    r_all = np.asarray(references.detach().cpu().numpy(), dtype=np.float64)
     m_all = None if reference_mask is None else reference_mask.cpu().numpy()
     out = np.empty(queries.shape[:2], dtype=np.int64)
     for b in range(queries.shape[0]):
