@@ -15,6 +15,7 @@ from importlib import import_module
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("pmsplat.commands.data", "generate the synthetic benchmark, fetch evaluation indices"),
     "parity": ("pmsplat.commands.parity", "check a vendored encoder against golden tensors"),
+    "train": ("pmsplat.commands.train", "train or test MVSplat / DepthSplat with Hydra overrides"),
     "patches": ("pmsplat.commands.patches", "the patch manager: status/apply/unapply/verify/refresh/diff"),
     "teacher": ("pmsplat.commands.teacher", "precompute / verify an offline teacher cache"),
     "evaluate": ("pmsplat.commands.evaluate", "evaluate a checkpoint + config on a dataset"),

@@ -1,0 +1,145 @@
+"""Dataclass configs of the model wrapper, with the upstream Hydra keys (``optimizer.*``,
+``train.*``, ``test.*``, ``checkpointing.*``; upstream-facts §4.1). Defaults are MVSplat's; the
+DepthSplat values come from ``config/baseline/depthsplat.yaml``. Unknown keys are ignored when
+building from a mapping (dacite, as upstream).
+
+Keys added by splatcore (absent upstream; defaults reproduce upstream behaviour):
+
+- ``optimizer.name``: ``adam`` (MVSplat) or ``adamw`` (DepthSplat, with ``weight_decay``).
+- ``train.skip_large_sample_loss`` / ``train.skip_large_sample_after_step``: the PM-Loss fork's
+  "ignore bad samples" rule (when mse + lpips of the final render exceeds the threshold after the
+  step, the step's loss is multiplied by 1e-8); 0 = off (MVSplat/DepthSplat).
+- ``test.save_image_layout``: where ``save_image`` writes (``mvsplat``:
+  ``<output_path>/<name>/<scene>/color/<idx:06>.png``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelConfigError
+
+DEPTH_MODES = (None, "depth", "log", "disparity", "relative_disparity")
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclass
+class OptimizerCfg:
+    name: str = "adam"
+    lr: float = 2e-4
+    warm_up_steps: int = 2000
+    cosine_lr: bool = True
+    lr_monodepth: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ModelConfigError(f"optimizer.name must be one of {OPTIMIZERS}, got {self.name!r}")
+        if not self.lr > 0:
+            raise ModelConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+        if self.lr_monodepth < 0 or self.weight_decay < 0:
+            raise ModelConfigError("optimizer.lr_monodepth and optimizer.weight_decay must be >= 0")
+        if self.warm_up_steps < 1 and not self.cosine_lr:
+            raise ModelConfigError("optimizer.warm_up_steps must be >= 1 when optimizer.cosine_lr is false")
+
+
+@dataclass
+class TrainCfg:
+    depth_mode: str | None = None
+    extended_visualization: bool = False
+    print_log_every_n_steps: int = 1
+    # DepthSplat keys
+    eval_model_every_n_val: int = 0
+    eval_data_length: int = 999999
+    eval_deterministic: bool = False
+    eval_time_skip_steps: int = 3
+    eval_save_model: bool = False
+    l1_loss: bool = False
+    intermediate_loss_weight: float = 0.9
+    no_viz_video: bool = False
+    viz_depth: bool = False
+    forward_depth_only: bool = False
+    train_ignore_large_loss: float = 0.0
+    no_log_projections: bool = False
+    # splatcore keys (PM-Loss fork option, off by default)
+    skip_large_sample_loss: float = 0.0
+    skip_large_sample_after_step: int = 300
+
+    def __post_init__(self) -> None:
+        if self.depth_mode not in DEPTH_MODES:
+            raise ModelConfigError(f"train.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
+        if not 0 < self.intermediate_loss_weight <= 1:
+            raise ModelConfigError(
+                f"train.intermediate_loss_weight must be in (0, 1], got {self.intermediate_loss_weight}"
+            )
+        if self.train_ignore_large_loss < 0 or self.skip_large_sample_loss < 0:
+            raise ModelConfigError("train.train_ignore_large_loss and train.skip_large_sample_loss must be >= 0")
+
+
+@dataclass
+class TestCfg:
+    output_path: Path = Path("outputs/test")
+    compute_scores: bool = False
+    eval_time_skip_steps: int = 0
+    save_image: bool = True
+    save_video: bool = False
+    save_gt_image: bool = False
+    save_input_images: bool = False
+    save_depth: bool = False
+    save_depth_npy: bool = False
+    render_chunk_size: int | None = None
+    dec_chunk_size: int | None = None
+    depth_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        self.output_path = Path(self.output_path)
+        if self.depth_mode not in DEPTH_MODES:
+            raise ModelConfigError(f"test.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
+        for key in ("render_chunk_size", "dec_chunk_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ModelConfigError(f"test.{key} must be null or >= 1, got {value}")
+
+    @property
+    def chunk_size(self) -> int | None:
+        """Target views rendered per decoder call (``render_chunk_size`` or ``dec_chunk_size``)."""
+        return self.render_chunk_size or self.dec_chunk_size
+
+
+@dataclass
+class CheckpointingCfg:
+    load: str | None = None
+    every_n_train_steps: int = 20000
+    save_top_k: int = -1
+    pretrained_model: str | None = None
+    pretrained_monodepth: str | None = None
+    pretrained_mvdepth: str | None = None
+    pretrained_depth: str | None = None
+    no_strict_load: bool = False
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every_n_train_steps < 1:
+            raise ModelConfigError(
+                f"checkpointing.every_n_train_steps must be >= 1, got {self.every_n_train_steps}"
+            )
+
+
+def cfg_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
+    """Build a config dataclass from a mapping, ignoring unknown keys (as upstream's dacite)."""
+    import dacite
+
+    return dacite.from_dict(
+        cls, dict(values or {}), config=dacite.Config(cast=[Path], strict=False)
+    )
+
+
+__all__ = [
+    "CheckpointingCfg",
+    "OptimizerCfg",
+    "TestCfg",
+    "TrainCfg",
+    "cfg_from_dict",
+]
