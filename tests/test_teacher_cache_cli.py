@@ -15,7 +15,7 @@ from pmsplat.synthetic import SynthConfig, generate, synthetic_dataset_cfg
 from pmsplat.synthetic.evaluation_index import EvaluationIndexLayout
 from pmsplat.teachers import cache_store as store
 from pmsplat.teachers.base import TeacherOutput
-from pmsplat.teachers.cache import CacheTeacher
+from pmsplat.teachers.cache import CacheTeacher, CacheTeacherCfg
 from pmsplat.teachers.cache_build import CacheBuildCfg, precompute
 from pmsplat.teachers.registry import build_teacher
 
@@ -95,3 +95,20 @@ def test_cache_behind_pmloss_equals_the_live_teacher(dataset_root, tmp_path):
     torch.testing.assert_close(cached_confidence, live_confidence, rtol=2**-10, atol=1e-6)
     means = (live_points + 0.01 * torch.randn(live_points.shape, generator=torch.Generator().manual_seed(0))).reshape(1, -1, 3)
     torch.testing.assert_close(cached(means, images, context), live(means, images, context), rtol=1e-2, atol=1e-9)
+
+
+@pytest.mark.gpu
+def test_cache_teacher_serves_on_the_images_device(dataset_root, tmp_path):
+    out = tmp_path / "gpu_cache"
+    precompute(CacheBuildCfg(out=out, dataset=synthetic_dataset_cfg(dataset_root), teacher={"name": "synthetic"}))
+    cfg = dataclasses.replace(synthetic_dataset_cfg(dataset_root), view_sampler=ViewSamplerAllCfg(), augment=False)
+    dataset = ChunkedDataset(cfg, "train")
+    example = load_chunk(dataset.chunks[0])[0]
+    views = dataset.load_example(example, dataset.chunks[0])["context"]
+    images = views["image"][[0, 4]][None]
+    context = {"scene": [example["key"]], "index": torch.tensor([[0, 4]])}
+    teacher = CacheTeacher(CacheTeacherCfg(path=out))
+    on_cpu = teacher(images, context)
+    on_gpu = teacher(images.cuda(), {**context, "index": context["index"].cuda()})
+    assert on_gpu.points.is_cuda and on_gpu.confidence.is_cuda
+    assert torch.equal(on_gpu.points.cpu(), on_cpu.points)
