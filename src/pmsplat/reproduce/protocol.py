@@ -99,8 +99,7 @@ def evaluation_overrides(index_path: Path | str, ground_truth: bool) -> list[str
 def _experiments(baseline: str, data: str) -> tuple[str, str]:
     """(baseline experiment, PM-Loss experiment) presets."""
     if data == "synthetic":
-        preset = f"+experiment={baseline}_synthetic_cpu"
-        return preset, preset
+        return f"+experiment={baseline}_synthetic_cpu", f"+experiment=pmloss_{baseline}_synthetic_cpu"
     return f"+experiment={baseline}_{data}_finetune", f"+experiment=pmloss_{baseline}_{data}"
 
 
@@ -138,8 +137,6 @@ def make_plan(
     if gpus:
         common += ["trainer.accelerator=gpu", f"trainer.devices={gpus}"]
     pm_extra = [f"teacher={teacher}", f"loss.pm.weight={schedule.pm_weight}"]
-    if synthetic:
-        pm_extra = ["loss=[mse,pm]", "dataset.load_pointmap=true"] + pm_extra
     plan = Plan(baseline, data, root, teacher, schedule, splits=splits)
     runs: list[RunSpec] = []
     if synthetic:
