@@ -18,9 +18,10 @@ Keys added by splatcore, whose defaults reproduce the upstream ``splatting_cuda`
   divides it by the accumulated alpha where that is positive (the expected depth).
 - ``validate_inputs``: check shapes, finiteness, symmetry and positive semi-definiteness of the
   covariances (costs one host sync per check on CUDA).
-- ``tile_size``, ``max_chunk_elements``, ``checkpoint``: memory knobs of the torch backend (square
-  tiles of pixels; the largest tile x pixel x Gaussian block evaluated at once; recompute each
-  block in the backward pass instead of storing its intermediates).
+- ``tile_size``, ``max_chunk_elements``: speed/memory knobs of the torch backend (square tiles of
+  pixels, 4 is fastest for footprints of a few pixels; the largest tile x pixel x Gaussian block
+  evaluated at once). Results do not depend on them. ``checkpoint`` is accepted for compatibility
+  and has no effect (the torch backend's analytic backward never stores the dense blocks).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class DecoderSplattingCfg:
     use_principal_point: bool = False
     normalize_depth: bool = False
     validate_inputs: bool = True
-    tile_size: int = 16
+    tile_size: int = 4
     max_chunk_elements: int = 1 << 22
     checkpoint: bool = True
 

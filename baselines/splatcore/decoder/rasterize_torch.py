@@ -111,24 +111,33 @@ def _forward_pass(
         y = (within // tiles_w)[:, None] * tile_size + local_y[None]
         inside = (x < width) & (y < height)
         pixel_ids = (group // (tiles_h * tiles_w))[:, None] * (height * width) + y * width + x
-        slots = slot_base + torch.arange(num_group * pixels_per_tile, device=device).reshape(num_group, -1)
+        slots = torch.arange(
+            slot_base, slot_base + num_group * pixels_per_tile, device=device, dtype=torch.int32
+        ).reshape(num_group, -1)
         slot_base += num_group * pixels_per_tile
         centre_x = (x.to(dtype) + 0.5)[:, :, None]
         centre_y = (y.to(dtype) + 0.5)[:, :, None]
 
-        transmittance = torch.ones(num_group, pixels_per_tile, device=device, dtype=dtype)
-        done = ~inside
+        # A pixel that is done (stopped, or outside the image) runs on with T = 0, so that every
+        # later weight vanishes without masks; its true final T is kept in ``final``.
+        transmittance = inside.to(dtype)
+        final = torch.zeros_like(transmittance)
         feature_acc = torch.zeros(num_group, pixels_per_tile, channels, device=device, dtype=dtype)
         alpha_acc = torch.zeros(num_group, pixels_per_tile, device=device, dtype=dtype)
         blocks_with_pairs = 0
 
-        def flush(which: Tensor) -> None:
-            """Write the finished tiles ``which`` (bool per tile of the current group)."""
-            write = inside[which]
-            target = pixel_ids[which][write]
-            out_features[target] = feature_acc[which][write]
-            out_alpha[target] = alpha_acc[which][write]
-            out_transmittance[target] = transmittance[which][write]
+        def flush(which: Tensor | None) -> None:
+            """Write the tiles ``which`` (indices into the current group; None = all)."""
+            state = (inside, pixel_ids, feature_acc, alpha_acc, final, transmittance)
+            if which is not None:
+                state = tuple(t.index_select(0, which) for t in state)
+            write, target, features_, alpha_, final_, transmittance_ = state
+            write = torch.nonzero(write.reshape(-1), as_tuple=False)[:, 0]
+            target = target.reshape(-1).index_select(0, write)
+            out_features[target] = features_.reshape(-1, channels).index_select(0, write)
+            out_alpha[target] = alpha_.reshape(-1).index_select(0, write)
+            # Pixels still running (T > 0) end with their current T, stopped ones with ``final``.
+            out_transmittance[target] = (final_ + transmittance_).reshape(-1).index_select(0, write)
 
         for first in range(0, largest, block_k):
             size = min(block_k, largest - first)
@@ -138,20 +147,23 @@ def _forward_pass(
             pair_index = (tile_offsets[:, None] + position[None, :]).clamp_max(last_pair)
             ids = gaussian_ids.index_select(0, pair_index.reshape(-1))
             rows = table.index_select(1, ids).reshape(-1, live, 1, size)
+            # Padding entries get opacity 0, hence alpha 0 < 1/255: never counted.
             sigma, raw = pair_alpha(
-                rows[0] - centre_x, rows[1] - centre_y, rows[2], rows[3], rows[4], rows[5]
+                rows[0] - centre_x, rows[1] - centre_y, rows[2], rows[3], rows[4], rows[5] * present[:, None, :]
             )  # (tile, pixel, k)
             alpha = torch.clamp_max(raw, ALPHA_CAP)
-            counted = (sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & (present[:, None, :] & ~done[..., None])
-            alpha = torch.where(counted, alpha, torch.zeros_like(alpha))
+            counted = (alpha >= ALPHA_THRESHOLD) & (sigma >= 0)
+            alpha = alpha * counted.to(dtype)
             running = torch.cumprod(torch.cat((transmittance[..., None], 1.0 - alpha), dim=-1), dim=-1)
-            before = running[..., :-1]
-            kept = (running[..., 1:] >= TRANSMITTANCE_STOP) & ~done[..., None]
-            weights = torch.where(kept, alpha * before, torch.zeros_like(alpha))
+            kept = running[..., 1:] >= TRANSMITTANCE_STOP  # False everywhere for done pixels (T = 0)
+            weights = alpha * kept.to(dtype) * running[..., :-1]
             feature_acc = feature_acc + torch.bmm(weights, rows[6:, :, 0, :].permute(1, 2, 0))
             alpha_acc = alpha_acc + weights.sum(dim=-1)
-            num_kept = kept.sum(dim=-1)
-            transmittance = running.gather(-1, num_kept[..., None])[..., 0]
+            num_kept = kept.sum(dim=-1, dtype=torch.int32).long()
+            after = running.gather(-1, num_kept[..., None])[..., 0]
+            stopped = num_kept < size  # includes pixels done before (after = 0 for them)
+            final = final + after * stopped
+            transmittance = after * ~stopped
             if keep_pairs:
                 flat = torch.nonzero((kept & counted).reshape(-1), as_tuple=False)[:, 0]
                 if flat.numel() > 0:
@@ -162,20 +174,19 @@ def _forward_pass(
                     pair_pixels.append(pixel_ids.reshape(-1).index_select(0, tile_pixel))
                     pair_gaussians.append(ids.index_select(0, (tile_pixel // pixels_per_tile) * size + depth_k))
                     pair_before.append(running.reshape(-1).index_select(0, tile_pixel * (size + 1) + depth_k))
-            done = done | (num_kept < size)
-            finished = done.all(dim=1)
+            finished = ~(transmittance > 0).any(dim=1)
             if bool(finished.all()):
                 break
             if bool(finished.any()):
                 # Drop finished tiles from the rest of the group's blocks.
-                flush(finished)
-                alive = ~finished
+                flush(torch.nonzero(finished, as_tuple=False)[:, 0])
+                alive = torch.nonzero(~finished, as_tuple=False)[:, 0]
                 tile_counts, tile_offsets = tile_counts[alive], tile_offsets[alive]
                 inside, pixel_ids, slots = inside[alive], pixel_ids[alive], slots[alive]
                 centre_x, centre_y = centre_x[alive], centre_y[alive]
-                transmittance, done = transmittance[alive], done[alive]
+                transmittance, final = transmittance[alive], final[alive]
                 feature_acc, alpha_acc = feature_acc[alive], alpha_acc[alive]
-        flush(torch.ones_like(tile_counts, dtype=torch.bool))
+        flush(None)
         needs_sort = needs_sort or blocks_with_pairs > 1
 
     pairs = None
