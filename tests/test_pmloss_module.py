@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import numpy as np
@@ -81,6 +82,8 @@ def test_teacher_is_not_a_submodule_nor_in_state_dict() -> None:
     module.teacher = SpyTeacher(torch.zeros(1, 1, 14, 14, 3))  # re-assignment stays unregistered
     assert list(module.parameters()) == [] and isinstance(module.teacher, SpyTeacher)
     assert isinstance(TensorTeacher(torch.zeros(1, 1, 2, 2, 3)), Teacher)
+    clone = copy.deepcopy(module)
+    assert clone.teacher is module.teacher and clone.config == module.config and clone.config is not module.config
 
 
 def test_last_stats_report_scale_large_fraction_and_nonfinite_points() -> None:

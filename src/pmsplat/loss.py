@@ -23,6 +23,7 @@ turn an example's loss into 0.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 import warnings
@@ -351,7 +352,7 @@ class PMLoss(nn.Module):
     The teacher is deliberately *not* a registered submodule: it is kept in the instance
     ``__dict__`` (the ``teacher`` property), so its weights never appear in ``parameters()``
     (an optimizer) or ``state_dict()`` (a checkpoint), and ``PMLoss.to(...)`` does not move it:
-    place the teacher on its device yourself.
+    place the teacher on its device yourself. ``copy.deepcopy`` shares the teacher.
 
     After each forward, ``last_stats`` (dict[str, float]) holds for logging: ``loss`` (weighted),
     ``loss_mean`` / ``loss_min`` / ``loss_max`` and ``loss_<i>`` (per-example, stabilised),
@@ -386,6 +387,15 @@ class PMLoss(nn.Module):
     @property
     def teacher(self) -> Teacher:
         return self.__dict__["_teacher"]
+
+    def __deepcopy__(self, memo: dict) -> "PMLoss":
+        """Copies share the frozen teacher (it can be gigabytes and is never modified)."""
+        memo[id(self.teacher)] = self.teacher
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            clone.__dict__[key] = copy.deepcopy(value, memo)
+        return clone
 
     def teacher_points(
         self,

@@ -7,7 +7,8 @@ Engines (all exact; results agree with brute force up to ties between equidistan
 - ``"kdtree"``: scipy's cKDTree, multi-threaded (:mod:`pmsplat.knn.kdtree`); the CPU default.
 - ``"grid"``: multi-level sorted voxel grid in pure torch (:mod:`pmsplat.knn.grid`); the CUDA
   default. It imports and runs on CPU too (that is how it is tested without a GPU).
-- ``"auto"``: brute when N * M <= ``AUTO_BRUTE_PAIRS``, else kdtree on CPU, grid on CUDA.
+- ``"auto"``: brute when N * M <= ``AUTO_BRUTE_PAIRS[device]``, else kdtree on CPU, grid on
+  CUDA (and kdtree on any other device, through host copies).
 
 The search runs without gradient; the squared distance is then recomputed from the gathered
 reference, so it is differentiable with respect to both ``queries`` and ``references``.
@@ -26,8 +27,9 @@ from pmsplat.knn.kdtree import kdtree_search
 
 __all__ = ["nearest_neighbors", "brute_force_search", "grid_search", "kdtree_search", "AUTO_BRUTE_PAIRS"]
 
-#: Below this many query-reference pairs per batch element "auto" uses the brute-force scan.
-AUTO_BRUTE_PAIRS = 1 << 24
+#: Up to this many query-reference pairs per batch element "auto" uses the brute-force scan
+#: (CPU: the k-d tree wins beyond a few hundred points; CUDA: a 4k x 16k scan takes microseconds).
+AUTO_BRUTE_PAIRS = {"cpu": 1 << 16, "cuda": 1 << 26}
 
 
 def _check(queries: Tensor, references: Tensor, reference_mask: Tensor | None, query_mask: Tensor | None) -> None:
@@ -130,7 +132,7 @@ def _nearest(
         chosen = method
         if method == "auto":
             pairs = queries.shape[1] * references.shape[1]
-            if pairs <= AUTO_BRUTE_PAIRS:
+            if pairs <= AUTO_BRUTE_PAIRS["cuda" if queries.is_cuda else "cpu"]:
                 chosen = "brute"
             else:
                 chosen = "grid" if queries.is_cuda else "kdtree"
