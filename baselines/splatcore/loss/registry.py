@@ -39,6 +39,9 @@ def register_loss(name: str, cfg_wrapper_cls: type, loss_cls: type[Loss], replac
 register_loss("mse", LossMseCfgWrapper, LossMse)
 register_loss("lpips", LossLpipsCfgWrapper, LossLpips)
 register_loss("depth", LossDepthCfgWrapper, LossDepth)
+# PM-Loss (pmsplat): `loss=[..., pm]`, see src/pmsplat/adapter/loss_pm.py
+from pmsplat.adapter.loss_pm import LossPm, LossPmCfgWrapper  # noqa: E402
+register_loss("pm", LossPmCfgWrapper, LossPm)
 
 
 def _unknown(name: Any) -> LossConfigError:
