@@ -180,7 +180,7 @@ class CacheTeacher:
         from pmsplat.teachers.cache_build import thumbnails
 
         size = stored.shape[-1]
-        seen = thumbnails(images.detach().float().cpu(), size).numpy()
+        seen = thumbnails(images.detach().float(), size).cpu().numpy()  # pool on the images device, move 8x8
         reference = stored.astype(np.float32)
         plain = np.abs(seen - reference).mean(axis=(1, 2, 3))
         mirrored = np.abs(seen - reference[..., ::-1]).mean(axis=(1, 2, 3))
