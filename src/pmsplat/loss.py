@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from pmsplat.align import SimilarityTransform, _fit
 from pmsplat.errors import InputError
-from pmsplat.knn import _nearest
+from pmsplat.knn import _nearest, finite_points
 from pmsplat.teachers.base import Teacher, TeacherOutput
 
 
@@ -130,10 +130,10 @@ def _check_inputs(pred: Tensor, teacher: Tensor, confidence: Tensor | None, vali
         if valid_mask.device != pred.device:
             raise InputError(f"pm_loss: 'valid_mask' is on {valid_mask.device}, 'pred_points' on {pred.device}.")
     with torch.no_grad():
-        finite = torch.isfinite(pred).all(-1)
-        if valid_mask is not None:
+        finite = finite_points(pred)
+        if finite is not None and valid_mask is not None:
             finite = finite | ~valid_mask
-        if not bool(finite.all()):
+        if finite is not None and not bool(finite.all()):
             bad = (~finite).any(-1).nonzero().flatten().tolist()
             raise InputError(
                 f"pm_loss: 'pred_points' holds non-finite values in batch element(s) {bad}; the prediction must be "
@@ -228,16 +228,21 @@ def _compute(
 ) -> PMLossResult:
     """The loss on validated inputs (see :func:`pm_loss`)."""
     with torch.no_grad():
-        finite = torch.isfinite(teacher_points).all(-1)
-        if confidence is not None:
-            finite = finite & torch.isfinite(confidence)
-        nonfinite = (~finite).sum(-1)
+        finite = finite_points(teacher_points)
+        if confidence is not None and not bool(torch.isfinite(confidence.sum())):
+            finite = torch.isfinite(confidence) if finite is None else finite & torch.isfinite(confidence)
+        every_finite = finite is None
+        if finite is None:
+            finite = torch.ones(teacher_points.shape[:2], dtype=torch.bool, device=teacher_points.device)
+            nonfinite = torch.zeros(teacher_points.shape[:1], dtype=torch.int64, device=teacher_points.device)
+        else:
+            nonfinite = (~finite).sum(-1)
         teacher_valid = finite if valid_mask is None else finite & valid_mask
     zero = torch.zeros((), dtype=pred_points.dtype, device=pred_points.device)
     weights = None
     if confidence is not None:
         weights = torch.where(teacher_valid, confidence, zero).to(pred_points.dtype)
-    all_valid = bool(teacher_valid.all())
+    all_valid = (every_finite and valid_mask is None) or bool(teacher_valid.all())
     reference_mask = None if all_valid else teacher_valid
     # Inputs are validated above, so the checked-once internals are called directly.
     aligned, transform = _fit(

@@ -25,7 +25,7 @@ from pmsplat.knn.brute import brute_force_search
 from pmsplat.knn.grid import grid_search
 from pmsplat.knn.kdtree import kdtree_search
 
-__all__ = ["nearest_neighbors", "brute_force_search", "grid_search", "kdtree_search", "AUTO_BRUTE_PAIRS"]
+__all__ = ["nearest_neighbors", "finite_points", "brute_force_search", "grid_search", "kdtree_search", "AUTO_BRUTE_PAIRS"]
 
 #: Up to this many query-reference pairs per batch element "auto" uses the brute-force scan
 #: (CPU: the k-d tree wins beyond a few hundred points; CUDA: a 4k x 16k scan takes microseconds).
@@ -91,6 +91,18 @@ def nearest_neighbors(
 
 
 @torch.no_grad()
+def finite_points(points: Tensor) -> Tensor | None:
+    """(B, N) bool, True where all 3 coordinates are finite; None when every point is finite.
+
+    One reduction decides the common all-finite case (a sum is finite only if every term is;
+    a false alarm from overflow just falls through to the exact per-point test).
+    """
+    if bool(torch.isfinite(points.sum())):
+        return None
+    return torch.isfinite(points).all(-1)
+
+
+@torch.no_grad()
 def _check_values(queries: Tensor, references: Tensor, reference_mask: Tensor | None, query_mask: Tensor | None) -> None:
     """InputError for an empty reference mask or unmasked non-finite points."""
     if reference_mask is not None:
@@ -100,18 +112,17 @@ def _check_values(queries: Tensor, references: Tensor, reference_mask: Tensor | 
                 f"nearest_neighbors: 'reference_mask' leaves no valid reference in batch element(s) "
                 f"{empty.nonzero().flatten().tolist()}."
             )
-        ref_ok = torch.isfinite(references).all(-1) | ~reference_mask
-    else:
-        ref_ok = torch.isfinite(references).all(-1)
-    if not bool(ref_ok.all()):
+    finite = finite_points(references)
+    ref_ok = None if finite is None else (finite if reference_mask is None else finite | ~reference_mask)
+    if ref_ok is not None and not bool(ref_ok.all()):
         raise InputError(
             "nearest_neighbors: 'references' holds non-finite points that 'reference_mask' does not exclude "
             f"(batch element(s) {(~ref_ok).any(-1).nonzero().flatten().tolist()}); mask them out."
         )
-    query_ok = torch.isfinite(queries).all(-1)
-    if query_mask is not None:
+    query_ok = finite_points(queries)
+    if query_ok is not None and query_mask is not None:
         query_ok = query_ok | ~query_mask
-    if not bool(query_ok.all()):
+    if query_ok is not None and not bool(query_ok.all()):
         raise InputError("nearest_neighbors: 'queries' holds non-finite points; exclude them with 'query_mask'.")
 
 
