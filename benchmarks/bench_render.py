@@ -1,16 +1,20 @@
 """Benchmark of the splatting decoder: forward and forward+backward time and peak memory.
 
 Scene: two context views of H x W pixels, one Gaussian per context pixel (G = 2 H W) unprojected
-from a smooth depth map, disc-like covariances about one pixel wide, SH degree 4 (d_sh = 25, as
-the MVSplat/DepthSplat heads), two target views between the context cameras at H x W. Each
-configuration runs in a fresh subprocess so that its peak RSS (``ru_maxrss``) is its own; the
-memory column is peak RSS minus the RSS after building the scene.
+from a smooth depth map, disc-like covariances ``footprint`` pixels wide (1: what a trained
+MVSplat-like model predicts, radius of the 1/255 footprint about 3 px; 3: the larger footprints
+of an untrained model), SH degree 4 (d_sh = 25, as the MVSplat/DepthSplat heads), target views
+between the context cameras at H x W (2 by default; 4 = one training step of the synthetic
+benchmark). Each configuration runs in a fresh subprocess so that its peak RSS (``ru_maxrss``)
+is its own; the memory column is peak RSS minus the RSS after building the scene.
 
-Reference measured in the same run: the same torch rasteriser with one tile covering the whole
-image (no tile culling: every pixel meets every visible Gaussian, still chunked), at the sizes
-where it is affordable. gsplat rows are measured when CUDA is available.
+Reference measured in the same run: the previous torch rasteriser (dense tiles of 16 x 16 pixels,
+autograd through cumprod with gradient checkpointing), frozen in ``_reference_rasterizer.py`` and
+swapped into the decoder. Times are the best of the repeats, as wall clock and as process CPU
+time (the CPU column is robust to other jobs sharing the machine, and equals wall time on an idle
+machine with one thread). gsplat rows are measured when CUDA is available.
 
-    .venv/bin/python benchmarks/bench_render.py [--sizes 64 128 256] [--threads 2]
+    .venv/bin/python benchmarks/bench_render.py [--sizes 64 128 256] [--threads 1]
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "render.md"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "render.md"
 
 
 def build_scene(size: int, device: str, footprint: float = 1.0):
@@ -67,18 +72,40 @@ def build_scene(size: int, device: str, footprint: float = 1.0):
     return gaussians, cameras
 
 
+def target_cameras(views: int, device: str):
+    """``views`` target cameras on the baseline between the two context cameras (x = -0.3, 0.3)."""
+    import torch
+
+    positions = {2: (-0.1, 0.15), 4: (-0.2, -0.05, 0.1, 0.2)}[views]
+    extrinsics = torch.eye(4).repeat(1, views, 1, 1)
+    for v, x in enumerate(positions):
+        extrinsics[0, v, 0, 3] = x
+    intrinsics = torch.tensor([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1]]).repeat(1, views, 1, 1)
+    near, far = torch.ones(1, views), torch.full((1, views), 100.0)
+    return [t.to(device) for t in (extrinsics, intrinsics, near, far)]
+
+
 def measure(args: argparse.Namespace) -> dict:
     """One configuration (runs in its own process)."""
     import torch
 
+    import splatcore.decoder.decoder as decoder_module
     from splatcore.decoder import Decoder, DecoderSplattingCfg
     from splatcore.types import Gaussians
 
     torch.set_num_threads(args.threads)
     device = "cuda" if args.backend == "gsplat" else "cpu"
-    gaussians, cameras = build_scene(args.size, device)
-    tile = args.size if args.untiled else 16
-    decoder = Decoder(DecoderSplattingCfg(backend=args.backend, tile_size=tile)).to(device)
+    gaussians, _ = build_scene(args.size, device, args.footprint)
+    cameras = target_cameras(args.views, device)
+    if args.impl == "reference":
+        sys.path.insert(0, str(HERE))
+        from _reference_rasterizer import rasterize_torch as reference
+
+        decoder_module.rasterize_torch = reference
+        cfg = DecoderSplattingCfg(backend=args.backend, tile_size=16)
+    else:
+        cfg = DecoderSplattingCfg(backend=args.backend)
+    decoder = Decoder(cfg).to(device)
     shape = (args.size, args.size)
 
     def sync():
@@ -92,54 +119,68 @@ def measure(args: argparse.Namespace) -> dict:
         return out
 
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Warm-up (lazy initialisation, allocator, CUDA context and kernels), not timed.
+    (lambda out: (out.color.sum() + out.depth.sum() * 0.01).backward())(forward(True))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times_fwd, times_both = [], []
+    wall_fwd, wall_both, cpu_fwd, cpu_both = [], [], [], []
     for _ in range(args.repeats):
         sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = forward(False)
         sync()
-        times_fwd.append(time.perf_counter() - start)
-        start = time.perf_counter()
+        wall_fwd.append(time.perf_counter() - start)
+        cpu_fwd.append(time.process_time() - start_cpu)
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = forward(True)
         (out.color.sum() + out.depth.sum() * 0.01).backward()
         sync()
-        times_both.append(time.perf_counter() - start)
+        wall_both.append(time.perf_counter() - start)
+        cpu_both.append(time.process_time() - start_cpu)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = dict(
-        backend=args.backend + (" (untiled reference)" if args.untiled else ""),
+        backend=args.backend,
+        impl=args.impl,
         size=args.size,
+        views=args.views,
+        footprint=args.footprint,
         gaussians=int(gaussians.means.shape[1]),
-        forward_s=min(times_fwd),
-        forward_backward_s=min(times_both),
+        forward_s=min(wall_fwd),
+        forward_backward_s=min(wall_both),
+        forward_cpu_s=min(cpu_fwd),
+        forward_backward_cpu_s=min(cpu_both),
         peak_mib=(peak_kb - baseline_kb) / 1024,
-        mean_alpha=float(out.alpha.mean()),
+        colour_sum=float(out.color.sum()),
     )
     if device == "cuda":
         result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return result
 
 
-def run_child(size: int, backend: str, untiled: bool, threads: int, repeats: int) -> dict:
+def run_child(args: argparse.Namespace, size: int, backend: str, impl: str, footprint: float, views: int) -> dict:
     command = [sys.executable, __file__, "--child", "--size", str(size), "--backend", backend,
-               "--threads", str(threads), "--repeats", str(repeats)]
-    if untiled:
-        command.append("--untiled")
+               "--impl", impl, "--footprint", str(footprint), "--views", str(views),
+               "--threads", str(args.threads), "--repeats", str(args.repeats if impl == "new" else 1)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(result, flush=True)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--reference-sizes", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--reference-sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--footprints", type=float, nargs="+", default=[1.0, 3.0])
+    parser.add_argument("--large-footprint-sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--backend", default="torch", help=argparse.SUPPRESS)
-    parser.add_argument("--untiled", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default="new", choices=["new", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--footprint", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--views", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args)))
@@ -147,20 +188,26 @@ def main() -> None:
 
     import torch
 
+    configs = []  # (size, footprint, views)
+    for footprint in args.footprints:
+        for size in args.sizes:
+            if footprint == args.footprints[0] or size in args.large_footprint_sizes:
+                configs.append((size, footprint, 2))
+    configs.insert(1, (min(args.sizes), args.footprints[0], 4))
     rows = []
-    for size in args.sizes:
-        rows.append(run_child(size, "torch", False, args.threads, args.repeats))
-        print(rows[-1], flush=True)
+    for size, footprint, views in configs:
+        rows.append(run_child(args, size, "torch", "new", footprint, views))
         if size in args.reference_sizes:
-            rows.append(run_child(size, "torch", True, args.threads, 1))
-            print(rows[-1], flush=True)
+            rows.append(run_child(args, size, "torch", "reference", footprint, views))
     cuda = torch.cuda.is_available()
     if cuda:
-        for size in args.sizes:
-            rows.append(run_child(size, "gsplat", False, args.threads, args.repeats))
-            print(rows[-1], flush=True)
+        for size, footprint, views in configs:
+            rows.append(run_child(args, size, "gsplat", "new", footprint, views))
 
-    tiled = {r["size"]: r for r in rows if r["backend"] == "torch"}
+    def key(r):
+        return (r["size"], r["footprint"], r["views"])
+
+    new = {key(r): r for r in rows if r["backend"] == "torch" and r["impl"] == "new"}
     lines = [
         "# Splatting decoder benchmark",
         "",
@@ -168,22 +215,38 @@ def main() -> None:
         f"{os.cpu_count()} CPUs visible, torch threads {args.threads} · torch {torch.__version__}"
         + (f" · GPU {torch.cuda.get_device_name()}" if cuda else " · no CUDA device (gsplat rows not measured)"),
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        "- scene: 2 context views, one Gaussian per context pixel (G = 2·H·W), d_sh = 25, rendering "
-        "2 target views at H×W with depth (`depth_mode='depth'`); loss = sum(colour) + 0.01 sum(depth)",
-        "- time: best of the repeats; memory: peak RSS of a fresh process minus its RSS after building "
-        "the scene (CPU), `torch.cuda.max_memory_allocated` (CUDA)",
-        "- reference (same run): the same rasteriser with a single tile covering the image (no tile culling)",
+        "- scene: 2 context views, one Gaussian per context pixel (G = 2·H·W), d_sh = 25, footprint = "
+        "Gaussian std in context pixels (1 ≈ trained model, 1/255 radius ≈ 3 px; 3 = larger, "
+        "untrained-like), rendering V target views at H×W with depth (`depth_mode='depth'`); "
+        "loss = sum(colour) + 0.01 sum(depth)",
+        "- torch (new): tile 4, analytic backward over the composited pairs; torch (reference): the "
+        "previous rasteriser (16×16 tiles, autograd + checkpointing) from `_reference_rasterizer.py`",
+        "- time: best of the repeats after one untimed warm-up (new: 3, reference: 1), wall clock and process CPU time; memory: "
+        "peak RSS of a fresh process minus its RSS after building the scene (CPU), "
+        "`torch.cuda.max_memory_allocated` (CUDA); speed-up = reference / new, same scene, same run",
         "",
-        "| backend | H×W | Gaussians | forward s | fwd+bwd s | fwd+bwd / fwd | peak MiB | fwd+bwd vs tiled torch |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | H×W | footprint | target views | Gaussians | forward s (CPU s) | fwd+bwd s (CPU s) | peak MiB | fwd+bwd speed-up of new vs this row (wall / CPU) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = r["forward_backward_s"] / tiled[r["size"]]["forward_backward_s"] if r["size"] in tiled else math.nan
+        base = new.get(key(r))
+        if base is not None and r is not base:
+            ratio = (f"{r['forward_backward_s'] / base['forward_backward_s']:.1f}× / "
+                     f"{r['forward_backward_cpu_s'] / base['forward_backward_cpu_s']:.1f}×")
+        else:
+            ratio = "1.0×" if base is r else "—"
+        name = r["backend"] if r["backend"] == "gsplat" else f"torch ({r['impl']})"
         lines.append(
-            f"| {r['backend']} | {r['size']}×{r['size']} | {r['gaussians']} | {r['forward_s']:.3f} | "
-            f"{r['forward_backward_s']:.3f} | {r['forward_backward_s'] / r['forward_s']:.2f} | "
-            f"{r['peak_mib']:.0f} | {ratio:.2f}× |"
+            f"| {name} | {r['size']}×{r['size']} | {r['footprint']:g} | {r['views']} | {r['gaussians']} | "
+            f"{r['forward_s']:.3f} ({r['forward_cpu_s']:.3f}) | {r['forward_backward_s']:.3f} "
+            f"({r['forward_backward_cpu_s']:.3f}) | {r['peak_mib']:.0f} | {ratio} |"
         )
+    agree = [
+        abs(r["colour_sum"] - new[key(r)]["colour_sum"]) / max(abs(new[key(r)]["colour_sum"]), 1e-12)
+        for r in rows if key(r) in new
+    ]
+    lines += ["", f"Largest relative difference of the rendered colour sum between any row and the new "
+              f"torch row of the same scene: {max(agree):.1e}."]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -14,8 +14,10 @@ and sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, (dx, dy) = mean2d - pixel centre, t
 gradients of the means, conics, opacities and features; they are summed per Gaussian.
 
 Only the composited (pixel, Gaussian) pairs are needed, in front-to-back order per pixel, with
-T_{k-1} saved by the forward pass; alpha is recomputed. The suffix sums S_k use a float64
-cumulative sum over the pairs sorted by pixel.
+T_{k-1} saved by the forward pass; alpha is recomputed. The forward pass stores the pairs block
+by block (front to back), each block as one run per pixel in depth order; the suffix sums S_k are
+float64 cumulative sums within runs plus, for pixels with runs in several blocks, the totals of
+their later runs (a stable sort of the runs, not of the pairs, by pixel).
 """
 
 from __future__ import annotations
@@ -31,17 +33,20 @@ ALPHA_CAP = 0.99
 
 @dataclass
 class CompositedPairs:
-    """The composited (pixel, Gaussian) pairs of a forward pass, sorted by pixel and, within a
-    pixel, front to back.
+    """The composited (pixel, Gaussian) pairs of a forward pass, in blocks: within a block each
+    pixel has one contiguous run of pairs in front-to-back order, and a pixel's runs in several
+    blocks come in front-to-back block order.
 
     pixel_ids: (pair,) flat pixel id image * H * W + y * W + x.
     gaussian_ids: (pair,) flat Gaussian id image * N + gaussian.
     transmittance_before: (pair,) T_{k-1} of the pair.
+    multi_block: whether some pixel may have runs in more than one block.
     """
 
     pixel_ids: Int64[Tensor, " pair"]
     gaussian_ids: Int64[Tensor, " pair"]
     transmittance_before: Float[Tensor, " pair"]
+    multi_block: bool
 
 
 def pair_alpha(
@@ -105,11 +110,7 @@ def composite_backward(
         g = g + p_cols[channel] * g_cols[6 + channel]
     weight = alpha * before
 
-    # Suffix sums within each pixel's run: S_k = (sum over the run up to its end) - (up to k).
-    running = torch.cumsum((weight * g).double(), 0)
-    _, run_lengths = torch.unique_consecutive(pix, return_counts=True)
-    run_ends = torch.repeat_interleave(torch.cumsum(run_lengths, 0) - 1, run_lengths)
-    later = (running.index_select(0, run_ends) - running).to(dtype)
+    later = _later_sums(pairs, weight * g).to(dtype)
     d_alpha = before * g - (later + p_cols[channels + 1]) / (1.0 - alpha)
 
     zero = torch.zeros_like(d_alpha)
@@ -127,3 +128,29 @@ def composite_backward(
     for row, d_pair in zip(grads, d_pairs):
         row.index_add_(0, gid, d_pair)
     return grads[0:2].T, grads[2:5].T, grads[5], grads[6:].T
+
+
+def _later_sums(pairs: CompositedPairs, values: Float[Tensor, " pair"]) -> Float[Tensor, " pair"]:
+    """Per pair, the float64 sum of ``values`` over the later pairs of the same pixel."""
+    pix = pairs.pixel_ids
+    count = pix.numel()
+    running = torch.cumsum(values.double(), 0)
+    new_run = torch.ones(count, dtype=torch.bool, device=pix.device)
+    new_run[1:] = pix[1:] != pix[:-1]
+    run_starts = torch.nonzero(new_run, as_tuple=False)[:, 0]
+    run_lengths = torch.diff(run_starts, append=run_starts.new_tensor([count]))
+    run_ends = run_starts + run_lengths - 1
+    run_end_total = running.index_select(0, run_ends)
+    later = torch.repeat_interleave(run_end_total, run_lengths) - running
+    if pairs.multi_block:
+        # Totals of the runs, then for each run the sum over the same pixel's later runs.
+        before_run = running.index_select(0, run_starts) - values.double().index_select(0, run_starts)
+        run_totals = run_end_total - before_run
+        order = torch.sort(pix.index_select(0, run_starts), stable=True)
+        sorted_totals = torch.cumsum(run_totals.index_select(0, order.indices), 0)
+        _, lengths = torch.unique_consecutive(order.values, return_counts=True)
+        ends = torch.repeat_interleave(torch.cumsum(lengths, 0) - 1, lengths)
+        later_runs = torch.empty_like(run_totals)
+        later_runs[order.indices] = sorted_totals.index_select(0, ends) - sorted_totals
+        later = later + torch.repeat_interleave(later_runs, run_lengths)
+    return later

@@ -74,11 +74,10 @@ def _forward_pass(
     out_features = torch.zeros(num_pixels, channels, device=device, dtype=dtype)
     out_alpha = torch.zeros(num_pixels, device=device, dtype=dtype)
     out_transmittance = torch.ones(num_pixels, device=device, dtype=dtype)
-    pair_slots: list[Tensor] = []
     pair_pixels: list[Tensor] = []
     pair_gaussians: list[Tensor] = []
     pair_before: list[Tensor] = []
-    needs_sort = False
+    multi_block = False
 
     counts, offsets, gaussian_ids = bins.counts, bins.offsets, bins.gaussian_ids
     last_pair = max(gaussian_ids.numel() - 1, 0)
@@ -92,7 +91,6 @@ def _forward_pass(
     table = torch.cat((means2d, conics, opacities[:, None], features), dim=-1).T.contiguous()
     local = torch.arange(tile_size, device=device)
     local_y, local_x = (t.reshape(-1) for t in torch.meshgrid(local, local, indexing="ij"))
-    slot_base = 0  # running id of (tile, pixel) slots, increasing in processing order
     start = 0
     while start < len(busy_counts):
         largest = busy_counts[start]
@@ -111,10 +109,6 @@ def _forward_pass(
         y = (within // tiles_w)[:, None] * tile_size + local_y[None]
         inside = (x < width) & (y < height)
         pixel_ids = (group // (tiles_h * tiles_w))[:, None] * (height * width) + y * width + x
-        slots = torch.arange(
-            slot_base, slot_base + num_group * pixels_per_tile, device=device, dtype=torch.int32
-        ).reshape(num_group, -1)
-        slot_base += num_group * pixels_per_tile
         centre_x = (x.to(dtype) + 0.5)[:, :, None]
         centre_y = (y.to(dtype) + 0.5)[:, :, None]
 
@@ -170,7 +164,6 @@ def _forward_pass(
                     blocks_with_pairs += 1
                     tile_pixel = flat // size
                     depth_k = flat - tile_pixel * size
-                    pair_slots.append(slots.reshape(-1).index_select(0, tile_pixel))
                     pair_pixels.append(pixel_ids.reshape(-1).index_select(0, tile_pixel))
                     pair_gaussians.append(ids.index_select(0, (tile_pixel // pixels_per_tile) * size + depth_k))
                     pair_before.append(running.reshape(-1).index_select(0, tile_pixel * (size + 1) + depth_k))
@@ -182,12 +175,12 @@ def _forward_pass(
                 flush(torch.nonzero(finished, as_tuple=False)[:, 0])
                 alive = torch.nonzero(~finished, as_tuple=False)[:, 0]
                 tile_counts, tile_offsets = tile_counts[alive], tile_offsets[alive]
-                inside, pixel_ids, slots = inside[alive], pixel_ids[alive], slots[alive]
+                inside, pixel_ids = inside[alive], pixel_ids[alive]
                 centre_x, centre_y = centre_x[alive], centre_y[alive]
                 transmittance, final = transmittance[alive], final[alive]
                 feature_acc, alpha_acc = feature_acc[alive], alpha_acc[alive]
         flush(None)
-        needs_sort = needs_sort or blocks_with_pairs > 1
+        multi_block = multi_block or blocks_with_pairs > 1
 
     pairs = None
     if keep_pairs:
@@ -197,12 +190,7 @@ def _forward_pass(
         else:
             pixel_cat = gaussian_cat = torch.zeros(0, dtype=torch.int64, device=device)
             before_cat = torch.zeros(0, device=device, dtype=dtype)
-        if needs_sort:
-            # Blocks are appended front to back and nonzero() lists each block by slot, then
-            # depth; a stable sort on the slot restores one front-to-back run per pixel.
-            order = torch.sort(torch.cat(pair_slots), stable=True).indices
-            pixel_cat, gaussian_cat, before_cat = pixel_cat[order], gaussian_cat[order], before_cat[order]
-        pairs = CompositedPairs(pixel_cat, gaussian_cat, before_cat)
+        pairs = CompositedPairs(pixel_cat, gaussian_cat, before_cat, multi_block)
     return out_features, out_alpha, out_transmittance, pairs
 
 
