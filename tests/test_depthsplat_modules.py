@@ -105,6 +105,34 @@ def test_xformers_attention_equals_sdpa_on_cuda():
     )
 
 
+@pytest.mark.gpu
+def test_dinov2_gives_the_same_features_with_xformers_and_sdpa_on_cuda():
+    """The whole ViT-S (deterministic weights) on CUDA, every attention layer switched between
+    the two kernels: the intermediate features agree to float32 rounding."""
+    pytest.importorskip("xformers")
+    from depthsplat.vit import build_dinov2
+    from depthsplat.vit.dinov2 import SelfAttention
+    from splatcore.testing.parity import apply_deterministic_weights
+
+    vit = build_dinov2("vits")
+    apply_deterministic_weights(vit, 0)
+    vit = vit.cuda().eval()
+    images = torch.rand(2, 3, 56, 70, generator=torch.Generator().manual_seed(3)).cuda()
+    attention = [m for m in vit.modules() if isinstance(m, SelfAttention)]
+    assert len(attention) == 12
+    outputs = {}
+    with torch.no_grad():
+        for backend in ("xformers", "sdpa"):
+            for module in attention:
+                module.backend = backend
+            outputs[backend] = vit.get_intermediate_layers(images)
+    for module in attention:
+        module.backend = "auto"
+    for fast, reference in zip(outputs["xformers"], outputs["sdpa"]):
+        scale = reference.abs().max().item()
+        assert (fast - reference).abs().max().item() <= 1e-4 * scale
+
+
 def test_offset_modes():
     raw = torch.linspace(-6, 6, 13)[:, None].expand(13, 2)
     torch.testing.assert_close(pixel_offsets(raw, "ori", 0.5), 1 / (1 + torch.exp(-raw)) - 0.5)
