@@ -113,21 +113,27 @@ def composite_backward(
     later = _later_sums(pairs, weight * g).to(dtype)
     d_alpha = before * g - (later + p_cols[channels + 1]) / (1.0 - alpha)
 
-    zero = torch.zeros_like(d_alpha)
-    d_sigma = torch.where(uncapped, -d_alpha * raw, zero)
+    d_raw = d_alpha * uncapped.to(dtype)  # w.r.t. o exp(-sigma): clamp_max passes no gradient
+    d_sigma = -d_raw * raw
+    d_sigma_dx = d_sigma * dx
+    d_sigma_dy = d_sigma * dy
+    # Per-pair factors whose per-Gaussian sums give every gradient (a, b, c are per Gaussian).
     d_pairs = (
-        d_sigma * (a * dx + b * dy),
-        d_sigma * (b * dx + c * dy),
-        d_sigma * (0.5 * dx * dx),
-        d_sigma * (dx * dy),
-        d_sigma * (0.5 * dy * dy),
-        torch.where(uncapped, d_alpha * raw / opacity, zero),  # d alpha / d o = exp(-sigma)
+        d_sigma_dx,
+        d_sigma_dy,
+        d_sigma_dx * dx,
+        d_sigma_dx * dy,
+        d_sigma_dy * dy,
+        d_raw * raw / opacity,  # d alpha / d o = exp(-sigma)
         *(weight * p_cols[channel] for channel in range(channels)),
     )
-    grads = torch.zeros(6 + channels, flat_count, device=d_sigma.device, dtype=dtype)
-    for row, d_pair in zip(grads, d_pairs):
+    sums = torch.zeros(6 + channels, flat_count, device=d_sigma.device, dtype=dtype)
+    for row, d_pair in zip(sums, d_pairs):
         row.index_add_(0, gid, d_pair)
-    return grads[0:2].T, grads[2:5].T, grads[5], grads[6:].T
+    a_, b_, c_ = gaussian_rows[2], gaussian_rows[3], gaussian_rows[4]
+    d_means = torch.stack((a_ * sums[0] + b_ * sums[1], b_ * sums[0] + c_ * sums[1]), dim=-1)
+    d_conics = torch.stack((0.5 * sums[2], sums[3], 0.5 * sums[4]), dim=-1)
+    return d_means, d_conics, sums[5], sums[6:].T
 
 
 def _later_sums(pairs: CompositedPairs, values: Float[Tensor, " pair"]) -> Float[Tensor, " pair"]:
