@@ -123,11 +123,10 @@ def test_dinov2_gives_the_same_features_with_xformers_and_sdpa_on_cuda():
     outputs = {}
     with torch.no_grad():
         for backend in ("xformers", "sdpa"):
-            for module in attention:
-                module.backend = backend
+            vit.set_attention_backend(backend)
+            assert {m.backend for m in attention} == {backend}
             outputs[backend] = vit.get_intermediate_layers(images)
-    for module in attention:
-        module.backend = "auto"
+    vit.set_attention_backend("auto")
     for fast, reference in zip(outputs["xformers"], outputs["sdpa"]):
         scale = reference.abs().max().item()
         assert (fast - reference).abs().max().item() <= 1e-4 * scale
