@@ -363,3 +363,20 @@ def test_teacher_resolution_is_the_patch_multiple(scenes, dataset_root, tmp_path
     output = teacher(resized[[4, 0]][None], {"scene": [scene], "index": torch.tensor([[4, 0]])})
     assert output.confidence is None
     assert_float16_close(output.points, PatchTeacher()(resized[[4, 0]][None]).points)
+
+
+def test_manifest_is_created_once_and_writes_are_atomic(tmp_path):
+    """Concurrent shards race to create the manifest: exactly one creation wins, the loser sees
+    the winner's content; atomic writes leave no temporary files behind."""
+    target = tmp_path / "manifest.json"
+    assert store.create_exclusive_json(target, {"writer": 1}) is True
+    assert store.create_exclusive_json(target, {"writer": 2}) is False
+    assert json.loads(target.read_text()) == {"writer": 1}
+    store.atomic_write_bytes(tmp_path / "data.bin", b"abc")
+    store.atomic_write_bytes(tmp_path / "data.bin", b"defg")
+    assert (tmp_path / "data.bin").read_bytes() == b"defg"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "manifest.json"]
+    # scene keys with '/' (DL3DV) map to distinct, flat file names
+    a, b = store.scene_paths(tmp_path, "dl3dv_1K/abc"), store.scene_paths(tmp_path, "dl3dv_1K_abc")
+    assert a[0] != b[0] and a[0].parent == b[0].parent == tmp_path / store.SCENE_DIR
+

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import re
 import zlib
 from pathlib import Path
@@ -61,11 +62,18 @@ def scene_paths(cache: Path, scene: str) -> tuple[Path, Path]:
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
 
+def temporary_name(path: Path) -> Path:
+    """``<path>.tmp-<host>-<pid>``: unique per writer, also across machines sharing the folder."""
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", platform.node()) or "host"
+    return path.with_name(f"{path.name}{TMP_MARK}{host}-{os.getpid()}")
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to ``<path>.tmp-<pid>`` then rename over ``path`` (readers never see partial files)."""
+    """Write to a temporary name in the same folder, then rename over ``path`` (readers never
+    see partial files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    temporary = temporary_name(path)
     with open(temporary, "wb") as handle:
         handle.write(payload)
         handle.flush()
@@ -82,7 +90,7 @@ def create_exclusive_json(path: Path, value: dict | list) -> bool:
     True when this call created it, False when another process got there first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    temporary = temporary_name(path)
     temporary.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
     try:
         os.link(temporary, path)
