@@ -91,15 +91,22 @@ def composite_backward(
     # on strided ones): Gaussian rows mean x, y, conic a, b, c, opacity, features; pixel rows
     # grad features, grad alpha, T_final * grad T.
     gaussian_rows = torch.cat((means2d, conics, opacities[:, None], features), dim=-1).T.contiguous()
+    num_pixels = final_transmittance.shape[0]
+    centres = torch.arange(max(width, height), device=gid.device, dtype=dtype) + 0.5
     pixel_rows = torch.cat(
-        (grad_features, grad_alpha[:, None], (final_transmittance * grad_transmittance)[:, None]), dim=-1
+        (
+            grad_features,
+            grad_alpha[:, None],
+            (final_transmittance * grad_transmittance)[:, None],
+            centres[:width].repeat(num_pixels // width)[:, None],  # pixel centre x
+            centres[:height].repeat_interleave(width).repeat(num_pixels // (height * width))[:, None],
+        ),
+        dim=-1,
     ).T.contiguous()
     g_cols = [row.index_select(0, gid) for row in gaussian_rows]
     p_cols = [row.index_select(0, pix) for row in pixel_rows]
-    in_image = pix % (height * width)
-    pixel_row = in_image // width
-    dx = g_cols[0] - ((in_image - pixel_row * width).to(dtype) + 0.5)
-    dy = g_cols[1] - (pixel_row.to(dtype) + 0.5)
+    dx = g_cols[0] - p_cols[channels + 2]
+    dy = g_cols[1] - p_cols[channels + 3]
     a, b, c, opacity = g_cols[2], g_cols[3], g_cols[4], g_cols[5]
     _, raw = pair_alpha(dx, dy, a, b, c, opacity)
     uncapped = raw <= ALPHA_CAP
@@ -128,8 +135,8 @@ def composite_backward(
         *(weight * p_cols[channel] for channel in range(channels)),
     )
     sums = torch.zeros(6 + channels, flat_count, device=d_sigma.device, dtype=dtype)
-    for row, d_pair in zip(sums, d_pairs):
-        row.index_add_(0, gid, d_pair)
+    for index, d_pair in enumerate(d_pairs):
+        sums[index].index_add_(0, gid, d_pair)
     a_, b_, c_ = gaussian_rows[2], gaussian_rows[3], gaussian_rows[4]
     d_means = torch.stack((a_ * sums[0] + b_ * sums[1], b_ * sums[0] + c_ * sums[1]), dim=-1)
     d_conics = torch.stack((0.5 * sums[2], sums[3], 0.5 * sums[4]), dim=-1)
@@ -144,10 +151,10 @@ def _later_sums(pairs: CompositedPairs, values: Float[Tensor, " pair"]) -> Float
     new_run = torch.ones(count, dtype=torch.bool, device=pix.device)
     new_run[1:] = pix[1:] != pix[:-1]
     run_starts = torch.nonzero(new_run, as_tuple=False)[:, 0]
-    run_lengths = torch.diff(run_starts, append=run_starts.new_tensor([count]))
-    run_ends = run_starts + run_lengths - 1
+    run_ids = torch.cumsum(new_run, 0) - 1
+    run_ends = torch.cat((run_starts[1:], run_starts.new_tensor([count]))) - 1
     run_end_total = running.index_select(0, run_ends)
-    later = torch.repeat_interleave(run_end_total, run_lengths) - running
+    later = run_end_total.index_select(0, run_ids) - running
     if pairs.multi_block:
         # Totals of the runs, then for each run the sum over the same pixel's later runs.
         before_run = running.index_select(0, run_starts) - values.double().index_select(0, run_starts)
@@ -158,5 +165,5 @@ def _later_sums(pairs: CompositedPairs, values: Float[Tensor, " pair"]) -> Float
         ends = torch.repeat_interleave(torch.cumsum(lengths, 0) - 1, lengths)
         later_runs = torch.empty_like(run_totals)
         later_runs[order.indices] = sorted_totals.index_select(0, ends) - sorted_totals
-        later = later + torch.repeat_interleave(later_runs, run_lengths)
+        later = later + later_runs.index_select(0, run_ids)
     return later

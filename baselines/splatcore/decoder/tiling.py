@@ -71,6 +71,8 @@ def bin_gaussians(
     rank = torch.empty_like(depth_order)
     rank[depth_order] = torch.arange(depth_order.numel(), device=device)
     key = tile_ids * depth_order.numel() + rank[gaussian_ids]
+    if num_tiles * depth_order.numel() < 2**31:
+        key = key.to(torch.int32)  # sorts several times faster than int64 on CPU
     order = torch.sort(key).indices
     counts = torch.bincount(tile_ids, minlength=num_tiles)
     return TileBins(
