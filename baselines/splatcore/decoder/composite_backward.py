@@ -57,10 +57,11 @@ def pair_alpha(
     c: Float[Tensor, "*#pair"],
     opacity: Float[Tensor, "*#pair"],
 ) -> tuple[Float[Tensor, "..."], Float[Tensor, "..."]]:
-    """(sigma, o exp(-sigma)) with sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, broadcasting; the one
-    formula shared by the forward and the backward pass so that both see the same alpha."""
-    sigma = (0.5 * a * dx + b * dy) * dx + 0.5 * c * dy * dy
-    return sigma, opacity * torch.exp(-sigma)
+    """(-sigma, o exp(-sigma)) with sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, broadcasting; the one
+    formula shared by the forward and the backward pass so that both see the same alpha. The
+    negated coefficients are formed on the (small) per-Gaussian operands, not per pair."""
+    power = (-0.5 * a * dx - b * dy) * dx + (-0.5 * c) * dy * dy
+    return power, opacity * torch.exp(power)
 
 
 def composite_backward(

@@ -143,11 +143,11 @@ def _forward_pass(
             ids = gaussian_ids.index_select(0, pair_index.reshape(-1))
             rows = table.index_select(1, ids).reshape(-1, live, 1, size)
             # Padding entries get opacity 0, hence alpha 0 < 1/255: never counted.
-            sigma, raw = pair_alpha(
+            power, raw = pair_alpha(
                 rows[0] - centre_x, rows[1] - centre_y, rows[2], rows[3], rows[4], rows[5] * present[:, None, :]
             )  # (tile, pixel, k)
             alpha = torch.clamp_max(raw, ALPHA_CAP)
-            counted = (alpha >= ALPHA_THRESHOLD) & (sigma >= 0)
+            counted = (alpha >= ALPHA_THRESHOLD) & (power <= 0)  # skipped if sigma < 0
             alpha = alpha * counted.to(dtype)
             running = torch.cumprod(torch.cat((transmittance[..., None], 1.0 - alpha), dim=-1), dim=-1)
             kept = running[..., 1:] >= TRANSMITTANCE_STOP  # False everywhere for done pixels (T = 0)
