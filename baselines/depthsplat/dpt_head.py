@@ -18,6 +18,11 @@ Fusion (RefineNet, ReLU residual conv units, bilinear align_corners=True resizin
     residual = output_conv(path1): conv3x3 -> features/2, ReLU, conv3x3, ReLU, conv1x1 -> 1.
 For the DL3DV base layout (lowest 1/8, 2 scales, upsample 4) the extra inputs are CNN 1/2 at
 level 0, CNN 1/4 + MV 1/4 + inverse depth at level 1, CNN 1/8 + MV 1/8 at level 2.
+
+Status: the parameter layout (names, shapes, order) equals upstream's key lists, but the forward
+wiring above is inferred and does NOT reproduce the parity fixture's ``inter_dpt_residual_depth``
+(tests/test_depthsplat_parity.py lists the variants that were ruled out); everything downstream of
+the head is verified with the reference residual substituted.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ DPT_CONFIGS: dict[str, dict] = {
     "vitl": {"features": 64, "out_channels": (128, 256, 512, 1024)},
 }
 
-LEVEL_FACTORS = (2, 4, 8, 16)
-OUTPUT_HIDDEN = 16  # channels of the output head's second conv (all ViT sizes)  # downsampling factor of each DPT level (ViT maps enter at 1/8)
+LEVEL_FACTORS = (2, 4, 8, 16)  # downsampling factor of each DPT level (ViT maps enter at 1/8)
+OUTPUT_HIDDEN = 16  # channels of the output head's second conv (all ViT sizes)
 
 
 class ResidualConvUnit(nn.Module):
