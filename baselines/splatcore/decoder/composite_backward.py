@@ -14,7 +14,7 @@ and sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, (dx, dy) = mean2d - pixel centre, t
 gradients of the means, conics, opacities and features; they are summed per Gaussian.
 
 Only the composited (pixel, Gaussian) pairs are needed, in front-to-back order per pixel, with
-T_{k-1} saved by the forward pass; alpha is recomputed. The forward pass stores the pairs block
+T_{k-1} and o exp(-sigma) saved by the forward pass. The forward pass stores the pairs block
 by block (front to back), each block as one run per pixel in depth order; the suffix sums S_k are
 float64 cumulative sums within runs plus, for pixels with runs in several blocks, the totals of
 their later runs (a stable sort of the runs, not of the pairs, by pixel).
@@ -40,28 +40,15 @@ class CompositedPairs:
     pixel_ids: (pair,) flat pixel id image * H * W + y * W + x.
     gaussian_ids: (pair,) flat Gaussian id image * N + gaussian.
     transmittance_before: (pair,) T_{k-1} of the pair.
+    raw_alpha: (pair,) o exp(-sigma) of the pair, before the 0.99 cap.
     multi_block: whether some pixel may have runs in more than one block.
     """
 
     pixel_ids: Int64[Tensor, " pair"]
     gaussian_ids: Int64[Tensor, " pair"]
     transmittance_before: Float[Tensor, " pair"]
+    raw_alpha: Float[Tensor, " pair"]
     multi_block: bool
-
-
-def pair_alpha(
-    dx: Float[Tensor, "*#pair"],
-    dy: Float[Tensor, "*#pair"],
-    a: Float[Tensor, "*#pair"],
-    b: Float[Tensor, "*#pair"],
-    c: Float[Tensor, "*#pair"],
-    opacity: Float[Tensor, "*#pair"],
-) -> tuple[Float[Tensor, "..."], Float[Tensor, "..."]]:
-    """(-sigma, o exp(-sigma)) with sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, broadcasting; the one
-    formula shared by the forward and the backward pass so that both see the same alpha. The
-    negated coefficients are formed on the (small) per-Gaussian operands, not per pair."""
-    power = (-0.5 * a * dx - b * dy) * dx + (-0.5 * c) * dy * dy
-    return power, opacity * torch.exp(power)
 
 
 def composite_backward(
@@ -89,9 +76,9 @@ def composite_backward(
 
     dtype = means2d.dtype
     # Column-major tables (elementwise work on contiguous columns is several times faster than
-    # on strided ones): Gaussian rows mean x, y, conic a, b, c, opacity, features; pixel rows
-    # grad features, grad alpha, T_final * grad T.
-    gaussian_rows = torch.cat((means2d, conics, opacities[:, None], features), dim=-1).T.contiguous()
+    # on strided ones): Gaussian rows mean x, y, opacity, features; pixel rows
+    # grad features, grad alpha, T_final * grad T, pixel centre x, y.
+    gaussian_rows = torch.cat((means2d, opacities[:, None], features), dim=-1).T.contiguous()
     num_pixels = final_transmittance.shape[0]
     centres = torch.arange(max(width, height), device=gid.device, dtype=dtype) + 0.5
     pixel_rows = torch.cat(
@@ -108,14 +95,13 @@ def composite_backward(
     p_cols = [row.index_select(0, pix) for row in pixel_rows]
     dx = g_cols[0] - p_cols[channels + 2]
     dy = g_cols[1] - p_cols[channels + 3]
-    a, b, c, opacity = g_cols[2], g_cols[3], g_cols[4], g_cols[5]
-    _, raw = pair_alpha(dx, dy, a, b, c, opacity)
+    opacity, raw = g_cols[2], pairs.raw_alpha
     uncapped = raw <= ALPHA_CAP
     alpha = torch.clamp_max(raw, ALPHA_CAP)
 
     g = p_cols[channels]
     for channel in range(channels):
-        g = g + p_cols[channel] * g_cols[6 + channel]
+        g = g + p_cols[channel] * g_cols[3 + channel]
     weight = alpha * before
 
     later = _later_sums(pairs, weight * g).to(dtype)
@@ -138,8 +124,8 @@ def composite_backward(
     sums = torch.zeros(6 + channels, flat_count, device=d_sigma.device, dtype=dtype)
     for index, d_pair in enumerate(d_pairs):
         sums[index].index_add_(0, gid, d_pair)
-    a_, b_, c_ = gaussian_rows[2], gaussian_rows[3], gaussian_rows[4]
-    d_means = torch.stack((a_ * sums[0] + b_ * sums[1], b_ * sums[0] + c_ * sums[1]), dim=-1)
+    a, b, c = conics.unbind(-1)
+    d_means = torch.stack((a * sums[0] + b * sums[1], b * sums[0] + c * sums[1]), dim=-1)
     d_conics = torch.stack((0.5 * sums[2], sums[3], 0.5 * sums[4]), dim=-1)
     return d_means, d_conics, sums[5], sums[6:].T
 
