@@ -214,7 +214,8 @@ def main() -> None:
         f"- machine: {platform.node()} · {platform.processor() or platform.machine()} · "
         f"{os.cpu_count()} CPUs visible, torch threads {args.threads} · torch {torch.__version__}"
         + (f" · GPU {torch.cuda.get_device_name()}" if cuda else " · no CUDA device (gsplat rows not measured)"),
-        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} · load average at the end "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min; other jobs inflate wall times)",
         "- scene: 2 context views, one Gaussian per context pixel (G = 2·H·W), d_sh = 25, footprint = "
         "Gaussian std in context pixels (1 ≈ trained model, 1/255 radius ≈ 3 px; 3 = larger, "
         "untrained-like), rendering V target views at H×W with depth (`depth_mode='depth'`); "
