@@ -27,6 +27,9 @@ $(STAMP): setup.py requirements-cpu.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[dev]" $(CONSTRAINTS)
+	@# LPIPS linear-head weights ship in the lpips package; its torchvision dependency is not needed
+	@# (pmsplat has its own VGG16), so it is installed without dependencies.
+	$(PIP) install -q --no-deps "lpips==0.1.4"
 	@# torchvision wheels on PyPI are CUDA builds that break `import torchvision` on CPU torch;
 	@# nothing here needs it, so make sure no dependency left one behind.
 	@if [ "$(HAVE_CUDA)" != "1" ]; then $(PIP) uninstall -q -y torchvision 2>/dev/null || true; fi
