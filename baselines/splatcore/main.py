@@ -82,11 +82,11 @@ def encoder_cfg(cfg: DictConfig) -> Any:
         from mvsplat import EncoderCostVolumeCfg
 
         values["num_context_views"] = int(cfg.dataset.view_sampler.get("num_context_views", 2))
-        return dacite.from_dict(EncoderCostVolumeCfg, values, config=dacite.Config(strict=False))
+        return dacite.from_dict(EncoderCostVolumeCfg, values, config=dacite.Config(strict=False, cast=[float]))
     if name == "depthsplat":
         from depthsplat import EncoderDepthSplatCfg
 
-        return dacite.from_dict(EncoderDepthSplatCfg, values, config=dacite.Config(strict=False))
+        return dacite.from_dict(EncoderDepthSplatCfg, values, config=dacite.Config(strict=False, cast=[float]))
     raise ModelConfigError(f"model.encoder.name={name!r} is unknown; use costvolume (MVSplat) or depthsplat")
 
 
@@ -121,8 +121,9 @@ class RunConfig:
     trainer: dict[str, Any] = field(default_factory=dict)
 
 
-def typed_config(cfg: DictConfig) -> RunConfig:
-    """Convert the composed config to dataclasses and check cross-group consistency."""
+def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
+    """Convert the composed config to dataclasses and check cross-group consistency; with
+    ``check_files`` also that the dataset folders and checkpoint files exist."""
     from .dataset import DataLoaderCfg, DataLoaderStageCfg, dataset_cfg_from_dict
     from .decoder import decoder_cfg_from_dict
     from .loss import loss_cfgs_from_dict
@@ -153,6 +154,8 @@ def typed_config(cfg: DictConfig) -> RunConfig:
         trainer=dict(container.get("trainer") or {}),
     )
     validate(run, container)
+    if check_files:
+        validate_files(run)
     return run
 
 
@@ -198,6 +201,14 @@ def validate(run: RunConfig, container: dict[str, Any]) -> None:
         raise ModelConfigError(
             "dataset/view_sampler=evaluation is a test-time sampler; train with bounded/boundedv2 or set mode=test"
         )
+    if family == "mvsplat" and any(
+        getattr(run.checkpointing, k) for k in ("pretrained_monodepth", "pretrained_mvdepth", "pretrained_depth")
+    ):
+        raise ModelConfigError("checkpointing.pretrained_{monodepth,mvdepth,depth} are DepthSplat keys; unset them for MVSplat")
+
+
+def validate_files(run: RunConfig) -> None:
+    """The dataset split folder and every configured checkpoint file exist."""
     for root in run.dataset.roots:
         split = "train" if run.mode == "train" else "test"
         if not (Path(root) / split).is_dir():
@@ -211,10 +222,6 @@ def validate(run: RunConfig, container: dict[str, Any]) -> None:
         path = getattr(run.checkpointing, key)
         if path is not None and not Path(path).is_file():
             raise CheckpointError(f"checkpointing.{key}={path} does not exist; fix the path or set it to null")
-    if family == "mvsplat" and any(
-        getattr(run.checkpointing, k) for k in ("pretrained_monodepth", "pretrained_mvdepth", "pretrained_depth")
-    ):
-        raise ModelConfigError("checkpointing.pretrained_{monodepth,mvdepth,depth} are DepthSplat keys; unset them for MVSplat")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +235,7 @@ def build_model(cfg: DictConfig, run: RunConfig | None = None, step_tracker: Any
     from .loss import get_losses
     from .model.model_wrapper import ModelWrapper
 
-    run = run or typed_config(cfg)
+    run = run or typed_config(cfg, check_files=False)
     encoder = build_encoder(cfg)
     decoder = Decoder(run.decoder, run.dataset)
     max_steps = run.trainer.get("max_steps")

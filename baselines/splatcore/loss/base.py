@@ -74,7 +74,7 @@ class Loss(nn.Module, ABC, Generic[C, W]):
         self,
         prediction: DecoderOutput,
         batch: BatchedExample,
-        gaussians: Gaussians,
+        gaussians: Gaussians | None,
         global_step: int,
     ) -> Tensor:
         """The weighted scalar loss (0-d tensor)."""

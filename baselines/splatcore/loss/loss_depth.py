@@ -45,7 +45,7 @@ def normalised_log_depth(
 
 class LossDepth(Loss[LossDepthCfg, LossDepthCfgWrapper]):
     def forward(
-        self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians, global_step: int
+        self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians | None, global_step: int
     ) -> Float[Tensor, ""]:
         if prediction.depth is None:
             raise LossInputError(

@@ -84,7 +84,7 @@ class LossLpips(Loss[LossLpipsCfg, LossLpipsCfgWrapper]):
         return self
 
     def forward(
-        self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians, global_step: int
+        self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians | None, global_step: int
     ) -> Float[Tensor, ""]:
         if self.lpips is None:
             self.last_stats = {"unavailable": 1.0}

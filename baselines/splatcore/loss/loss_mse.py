@@ -54,7 +54,7 @@ class LossMse(Loss[LossMseCfg, LossMseCfgWrapper]):
     supervise_intermediate = True
 
     def forward(
-        self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians, global_step: int
+        self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians | None, global_step: int
     ) -> Float[Tensor, ""]:
         value, ignored = masked_squared_error(
             prediction.color, batch["target"]["image"], self.cfg.clamp_large_error, self.cfg.l1_loss

@@ -73,7 +73,7 @@ def loss_cfgs_from_dict(values: Iterable[Mapping[str, Any]] | Mapping[str, Any])
         if name not in LOSSES:
             raise _unknown(name)
         wrapper_cls = LOSSES[name][0]
-        result.append(dacite.from_dict(wrapper_cls, {name: dict(cfg or {})}, config=dacite.Config(strict=False)))
+        result.append(dacite.from_dict(wrapper_cls, {name: dict(cfg or {})}, config=dacite.Config(strict=False, cast=[float])))
     return result
 
 

@@ -132,7 +132,7 @@ def cfg_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
     import dacite
 
     return dacite.from_dict(
-        cls, dict(values or {}), config=dacite.Config(cast=[Path], strict=False)
+        cls, dict(values or {}), config=dacite.Config(cast=[Path, float], strict=False)
     )
 
 

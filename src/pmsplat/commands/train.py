@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = compose_config(args.overrides, config_dir=args.config_dir)
         if args.cfg:
             print(OmegaConf.to_yaml(cfg, resolve=True))
-            typed_config(cfg)
+            typed_config(cfg, check_files=False)
             return 0
         result = run_training(cfg)
     except expected as error:
