@@ -176,3 +176,32 @@ def test_no_graph_is_kept_without_gradients():
     expected = sequential_composite(*[t.detach() for t in leaves], depths, visible, shape)
     for a, b in zip(outputs, expected):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_tile_culling_keeps_every_tile_with_a_visible_pixel():
+    """Brute force over the pixel centres of each (tile, Gaussian) pair: a pair is dropped only
+    when alpha < 1/255 at all of them, and the ellipse test does drop corner tiles of the box."""
+    from splatcore.decoder.tiling import _reaches_tile
+
+    g = torch.Generator().manual_seed(13)
+    count, tile = 4000, 4
+    mean = torch.rand(count, 2, generator=g, dtype=F64) * 40
+    q, _ = torch.linalg.qr(torch.randn(count, 2, 2, generator=g, dtype=F64))
+    cov = q @ torch.diag_embed(torch.rand(count, 2, generator=g, dtype=F64) * 6 + 0.3) @ q.transpose(-1, -2)
+    inv = torch.linalg.inv(cov)
+    conic = torch.stack((inv[:, 0, 0], inv[:, 0, 1], inv[:, 1, 1]), dim=-1)
+    opacity = torch.rand(count, generator=g, dtype=F64) * 0.99 + 0.01
+    x0 = torch.floor(torch.rand(count, generator=g, dtype=F64) * 10) * tile + 0.5
+    y0 = torch.floor(torch.rand(count, generator=g, dtype=F64) * 10) * tile + 0.5
+    reach = _reaches_tile(mean, conic, opacity, (x0, x0 + tile - 1), (y0, y0 + tile - 1))
+    offsets = torch.arange(tile, dtype=F64)
+    px = (x0[:, None, None] + offsets[None, None, :]) - mean[:, 0, None, None]
+    py = (y0[:, None, None] + offsets[None, :, None]) - mean[:, 1, None, None]
+    a, b, c = (conic[:, i, None, None] for i in range(3))
+    alpha = opacity[:, None, None] * torch.exp(-(0.5 * (a * px * px + c * py * py) + b * px * py))
+    visible_somewhere = (alpha >= 1 / 255).flatten(1).any(1)
+    assert torch.all(reach[visible_somewhere])
+    dropped = (~reach).float().mean()
+    assert 0.05 < dropped and torch.all(~visible_somewhere[~reach])
+    # Tight: among the kept pairs, most do have a visible pixel.
+    assert visible_somewhere[reach].float().mean() > 0.9

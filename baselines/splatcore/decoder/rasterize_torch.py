@@ -265,7 +265,7 @@ def rasterize_torch(
     radius: Float[Tensor, "image gaussian 2"],
     visible: Bool[Tensor, "image gaussian"],
     image_shape: tuple[int, int],
-    tile_size: int = 16,
+    tile_size: int = 4,
     max_chunk_elements: int = 1 << 22,
     use_checkpoint: bool = True,
 ) -> tuple[
@@ -286,7 +286,9 @@ def rasterize_torch(
     num_images, num_gaussians, channels = features.shape
     tiles_h = -(-height // tile_size)
     tiles_w = -(-width // tile_size)
-    bins = bin_gaussians(means2d, radius, depths, visible, tile_size, tiles_h, tiles_w)
+    bins = bin_gaussians(
+        means2d, radius, depths, visible, tile_size, tiles_h, tiles_w, conics, opacities, (height, width)
+    )
     flat_features, flat_alpha, flat_transmittance = _Composite.apply(
         means2d.reshape(-1, 2),
         conics.reshape(-1, 3),

@@ -4,7 +4,12 @@ Images are split into ``tile_size`` x ``tile_size`` tiles; tile ``(row, col)`` o
 global id ``i * tiles_h * tiles_w + row * tiles_w + col`` and covers the pixels
 ``x in [col * s, (col + 1) * s)``, ``y in [row * s, (row + 1) * s)`` (pixel centres at j + 0.5).
 A Gaussian is binned into every tile that its footprint box (``projection.Projected.radius``,
-exact for the 1/255 alpha threshold) overlaps. Flat Gaussian ids are ``image * N + gaussian``.
+exact for the 1/255 alpha threshold) overlaps and whose pixel centres its footprint ellipse
+{sigma <= ln(255 o)} can reach: the minimum of sigma over the rectangle spanned by the tile's
+pixel centres (zero if the mean lies inside, else the least of the four edge minima of the convex
+quadratic, in closed form) must not exceed ln(255 o), with a small margin against rounding. At
+every pixel of a dropped tile alpha < 1/255, so dropping only saves work. Flat Gaussian ids are
+``image * N + gaussian``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Bool, Float, Int64
 from torch import Tensor
+
+from .projection import ALPHA_THRESHOLD
 
 
 @dataclass
@@ -30,6 +37,39 @@ class TileBins:
     offsets: Int64[Tensor, " tile"]
 
 
+CULL_MARGIN = 1e-3
+
+
+def _reaches_tile(
+    mean: Float[Tensor, "pair 2"],
+    conic: Float[Tensor, "pair 3"],
+    opacity: Float[Tensor, " pair"],
+    x_range: tuple[Float[Tensor, " pair"], Float[Tensor, " pair"]],
+    y_range: tuple[Float[Tensor, " pair"], Float[Tensor, " pair"]],
+) -> Bool[Tensor, " pair"]:
+    """Whether min sigma over [x0, x1] x [y0, y1] (pixel-centre rectangle) <= ln(255 o), with
+    margin; ``conic`` (a, b, c) must be positive definite (it is for visible Gaussians)."""
+    a, b, c = conic.unbind(-1)
+    mx, my = mean.unbind(-1)
+    (x0, x1), (y0, y1) = x_range, y_range
+
+    def sigma(dx: Tensor, dy: Tensor) -> Tensor:
+        return 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+
+    best = torch.full_like(a, float("inf"))
+    for edge_x in (x0, x1):  # sigma along x = edge: minimal at y = my + b dx / c, clamped
+        dx = mx - edge_x
+        y = torch.maximum(torch.minimum(my + b * dx / c, y1), y0)
+        best = torch.minimum(best, sigma(dx, my - y))
+    for edge_y in (y0, y1):
+        dy = my - edge_y
+        x = torch.maximum(torch.minimum(mx + b * dy / a, x1), x0)
+        best = torch.minimum(best, sigma(mx - x, dy))
+    inside = (mx >= x0) & (mx <= x1) & (my >= y0) & (my <= y1)
+    limit = torch.log(opacity.clamp_min(1e-30) / ALPHA_THRESHOLD)
+    return inside | (best <= limit * (1.0 + CULL_MARGIN) + CULL_MARGIN)
+
+
 def bin_gaussians(
     means2d: Float[Tensor, "image gaussian 2"],
     radius: Float[Tensor, "image gaussian 2"],
@@ -38,8 +78,12 @@ def bin_gaussians(
     tile_size: int,
     tiles_h: int,
     tiles_w: int,
+    conics: Float[Tensor, "image gaussian 3"] | None = None,
+    opacities: Float[Tensor, "image gaussian"] | None = None,
+    image_shape: tuple[int, int] | None = None,
 ) -> TileBins:
-    """Bin the visible Gaussians of every image into tiles (module docstring); no gradient."""
+    """Bin the visible Gaussians of every image into tiles (module docstring); no gradient.
+    Without ``conics``, ``opacities`` and ``image_shape`` only the footprint box is used."""
     num_images, num_gaussians = depths.shape
     num_tiles = num_images * tiles_h * tiles_w
     device = depths.device
@@ -63,6 +107,21 @@ def bin_gaussians(
     tile_x = x0[owner] + local % owner_span
     tile_y = y0[owner] + local // owner_span
     gaussian_ids = flat_ids[owner]
+    if conics is not None and opacities is not None and image_shape is not None:
+        height, width = image_shape
+        x0 = (tile_x * tile_size).to(centre.dtype) + 0.5
+        y0 = (tile_y * tile_size).to(centre.dtype) + 0.5
+        x1 = torch.clamp_max(x0 + (tile_size - 1), width - 0.5)
+        y1 = torch.clamp_max(y0 + (tile_size - 1), height - 0.5)
+        with torch.no_grad():
+            reach = _reaches_tile(
+                centre[owner],
+                conics.detach().reshape(-1, 3)[gaussian_ids],
+                opacities.detach().reshape(-1)[gaussian_ids],
+                (x0, x1),
+                (y0, y1),
+            )
+        gaussian_ids, tile_x, tile_y = gaussian_ids[reach], tile_x[reach], tile_y[reach]
     tile_ids = (gaussian_ids // num_gaussians) * (tiles_h * tiles_w) + tile_y * tiles_w + tile_x
 
     # Depth rank of every flat Gaussian (stable: equal depths keep index order), then one sort
