@@ -8,10 +8,10 @@ building the model and inputs; CUDA: torch.cuda.max_memory_allocated) is its own
 the same run is the no-grad forward: the other rows give time and memory ratios against it, and the
 per-stage rows give each stage's share of the forward time.
 
-The full training-step numbers (forward + decoder + losses + backward + optimiser) are added by the
-Lightning-module work; the paper's 0.044 s per scene is a GPU figure (run with --device cuda).
+``--train-step`` adds a full ``ModelWrapper`` training step (forward + decoder + mse + backward +
+Adam) with 4 target views; the paper's 0.044 s per scene is a GPU figure (run with --device cuda).
 
-Usage: .venv/bin/python benchmarks/bench_mvsplat.py [--device cpu|cuda] [--repeats N] [--threads T]
+Usage: .venv/bin/python benchmarks/bench_mvsplat.py [--device cpu|cuda] [--repeats N] [--threads T] [--train-step]
 """
 
 from __future__ import annotations
@@ -55,9 +55,60 @@ def current_rss_kib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
 
 
+def training_step_fn(device: str, targets: int = 4):
+    """A full training step of the shared ModelWrapper (released re10k encoder, mse loss, decoder
+    backend gsplat on CUDA / torch on CPU): data shim, encoder, decoder, loss, backward, Adam step."""
+    import torch
+
+    from splatcore.main import build_model, compose_config
+
+    backend = "gsplat" if device == "cuda" else "torch"
+    cfg = compose_config(["loss=[mse]", "trainer.max_steps=1000", f"model.decoder.backend={backend}", "output_dir=/tmp/bench_mvsplat"])
+    model = build_model(cfg).to(device)
+    optimizer = model.configure_optimizers()["optimizer"]
+    context = make_context(2, 256, device)
+    target = make_context(targets, 256, device)
+    target["index"] = torch.zeros(1, targets, dtype=torch.int64, device=device)
+    context["index"] = torch.zeros(1, 2, dtype=torch.int64, device=device)
+    batch = {"context": context, "target": target, "scene": ["bench"]}
+    model.log = lambda *args, **kwargs: None  # no Trainer attached
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = model.training_step(batch, 0)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
 def measure(mode: str, device: str, repeats: int, threads: int) -> dict:
     """Runs in a subprocess: time (median of ``repeats`` after one warm-up) and peak memory."""
     import torch
+
+    if mode == "train_step":
+        torch.set_num_threads(threads)
+        step = training_step_fn(device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        base_rss = current_rss_kib()
+        step()
+        sync()
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            base_cuda = torch.cuda.memory_allocated()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step()
+            sync()
+            times.append(time.perf_counter() - start)
+        peak = (
+            (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+            if device == "cuda"
+            else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+        )
+        return {"time": sorted(times)[len(times) // 2], "peak_mib": peak, "stages": {}}
 
     from mvsplat.parity import build_encoder
 
@@ -130,6 +181,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--train-step", action="store_true", help="also time a full training step (slow on CPU)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(measure(args.worker, args.device, args.repeats, args.threads)))
@@ -138,7 +190,8 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     results = {}
-    for mode in ("no_grad", "autograd"):
+    modes = ("no_grad", "autograd") + (("train_step",) if args.train_step else ())
+    for mode in modes:
         command = [sys.executable, __file__, "--worker", mode, "--device", args.device,
                    "--repeats", str(args.repeats), "--threads", str(args.threads)]  # fmt: skip
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -158,14 +211,18 @@ def main() -> int:
         f"median of {args.repeats} runs after a warm-up; reference = the no-grad forward of the same run",
         "- peak memory: " + ("CUDA max_memory_allocated above the resident model" if args.device == "cuda"
                              else "peak RSS (incl. the warm-up forward) above the RSS after building the model and inputs (fresh process)"),
-        "- full training step (decoder, losses, backward, optimiser): to be added with the Lightning module",
+        "- full training step (ModelWrapper.training_step: shim, encoder, decoder with 4 targets, mse, backward, Adam): "
+        + ("measured below" if args.train_step else "run with --train-step (slow on CPU: the torch rasteriser renders 4 x 256x256 from 131k Gaussians)"),
         "- paper: 0.044 s per scene on a GPU (forward); not measurable on this CPU-only machine",
         "",
         "| measurement | time (s) | ratio vs reference | peak memory (MiB) | ratio vs reference |",
         "|---|---|---|---|---|",
     ]
     for mode, label in (("no_grad", "encoder forward, eval + no_grad (reference)"),
-                        ("autograd", "encoder forward with autograd (train mode)")):  # fmt: skip
+                        ("autograd", "encoder forward with autograd (train mode)"),
+                        ("train_step", "full training step (4 targets, backward, optimiser)")):  # fmt: skip
+        if mode not in results:
+            continue
         r = results[mode]
         lines.append(
             f"| {label} | {r['time']:.3f} | {r['time'] / reference['time']:.2f} | "

@@ -13,6 +13,10 @@ from test_wrapper_common import tiny_overrides
 
 
 def _typed(overrides):
+    """Typed config without file checks; main.yaml keeps upstream's max_steps -1, which OneCycle
+    rejects, so tests that do not set it train for 100 steps."""
+    if not any(o.startswith("trainer.max_steps") or o.startswith("+experiment") for o in overrides):
+        overrides = [*overrides, "trainer.max_steps=100"]
     return typed_config(compose_config(overrides), check_files=False)
 
 
@@ -112,13 +116,13 @@ def test_unknown_group_option_is_a_config_error():
 
 def test_missing_dataset_names_the_generator_command(tmp_path):
     with pytest.raises(ModelConfigError, match="pmsplat data synth --out"):
-        typed_config(compose_config(["dataset=synthetic", f"dataset.roots=[{tmp_path / 'none'}]"]))
+        typed_config(compose_config(["dataset=synthetic", f"dataset.roots=[{tmp_path / 'none'}]", "trainer.max_steps=5"]))
 
 
 def test_cli_reports_invalid_configuration_without_traceback(capsys):
     from pmsplat.cli import main
 
-    assert main(["train", "model/encoder=depthsplat_base"]) == 2
+    assert main(["train", "model/encoder=depthsplat_base", "trainer.max_steps=5"]) == 2
     assert "does not match" in capsys.readouterr().err
     assert main(["train", "--cfg", "+experiment=re10k"]) == 0
     assert "num_depth_candidates: 128" in capsys.readouterr().out
