@@ -99,7 +99,7 @@ def test_synthetic_dataset_yaml_matches_the_generator():
         (["trainer.max_steps=-1"], "needs trainer.max_steps >= 1"),
         (["mode=test", "data_loader.test.batch_size=2"], "batch_size=1"),
         (["dataset/view_sampler=evaluation"], "test-time sampler"),
-        (["checkpointing.pretrained_depth=x.pth"], "DepthSplat keys"),
+        (["+checkpointing.pretrained_depth=x.pth"], "DepthSplat keys"),
         (["optimizer.name=sgd"], "optimizer.name must be one of"),
         (["train.depth_mode=bogus"], "train.depth_mode must be one of"),
     ],

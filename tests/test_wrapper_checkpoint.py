@@ -18,7 +18,7 @@ def test_state_dict_is_exactly_the_official_encoder_keys(shared_dir, tmp_path):
     state dict equals the upstream key list with the ``encoder.`` prefix, shapes included."""
     keys = json.loads((shared_dir / "parity/mvsplat/state_dict_keys.json").read_text())
     expected = {keys["checkpoint_key_prefix"] + k["name"]: tuple(k["shape"]) for k in keys["keys"]}
-    cfg = compose_config(["loss=[mse,lpips]", "loss.lpips.allow_missing_weights=true", f"output_dir={tmp_path}"])
+    cfg = compose_config(["loss=[mse,lpips]", "loss.lpips.allow_missing_weights=true", "trainer.max_steps=10", f"output_dir={tmp_path}"])
     with pytest.warns(RuntimeWarning) if not _lpips_available() else _nullcontext():
         model = build_model(cfg)
     state = {k: tuple(v.shape) for k, v in model.state_dict().items()}

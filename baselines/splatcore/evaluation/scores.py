@@ -107,7 +107,7 @@ class ScoreBook:
             raise MetricInputError("ScoreBook.averages: no scene was added.")
         return {name: math.fsum(self.per_scene(name)) / len(self._scene_means) for name in self.metrics}
 
-    def timings(self) -> dict[str, list[float]]:
+    def timings(self) -> dict[str, list[int | float]]:
         """``{tag: [count, mean seconds]}`` after skipping the first ``time_skip_steps`` calls."""
         result = {}
         for tag, times in self._times.items():

@@ -36,7 +36,7 @@ def parameter_groups(module: nn.Module, cfg: OptimizerCfg) -> list[dict[str, Any
     return [{"params": [p for _, p in named], "lr": cfg.lr, "names": [n for n, _ in named]}]
 
 
-def build_optimizer(module: nn.Module, cfg: OptimizerCfg, max_steps: int) -> dict[str, Any]:
+def build_optimizer(module: nn.Module, cfg: OptimizerCfg, max_steps: int | None) -> dict[str, Any]:
     """What ``LightningModule.configure_optimizers`` returns: optimizer + per-step scheduler."""
     groups = parameter_groups(module, cfg)
     if not groups:
