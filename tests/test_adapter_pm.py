@@ -141,3 +141,32 @@ def test_config_composes_loss_and_teacher_groups():
     assert OmegaConf.select(cfg, "dataset.load_pointmap") is True
     plain = compose_config(["+experiment=mvsplat_synthetic_cpu"])
     assert list(plain.loss) == ["mse"]
+
+
+@pytest.mark.parametrize("first", ["import pmsplat.adapter", "import splatcore.loss", "import splatcore.main"])
+def test_registration_works_whichever_package_is_imported_first(first):
+    import subprocess
+    import sys
+
+    code = f"{first}\nimport splatcore.loss as losses\nprint(sorted(losses.LOSSES))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "'pm'" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset.load_pointmap=false"], "dataset.load_pointmap=true"),
+        (["model.encoder.gaussians_per_pixel=2"], "one Gaussian per pixel"),
+        (["teacher=cache", "teacher.path=/nonexistent/cache"], "pmsplat teacher precompute"),
+        (["+teacher.not_an_option=1"], "not_an_option"),
+    ],
+)
+def test_invalid_pm_combinations_fail_at_start_up(overrides, message):
+    from splatcore.loss import LossConfigError
+    from splatcore.main import compose_config, typed_config
+
+    cfg = compose_config(["+experiment=pmloss_mvsplat_synthetic_cpu", *overrides])
+    with pytest.raises(LossConfigError, match=message):
+        typed_config(cfg, check_files=False)

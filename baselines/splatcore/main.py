@@ -159,6 +159,18 @@ def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
     return run
 
 
+def check_loss_configs(loss_cfgs: list[Any], container: dict[str, Any]) -> None:
+    """Let each loss check the whole resolved config at start-up: a loss class may define
+    ``check_run_config(cfg_wrapper, container)`` raising a LossConfigError (e.g. a loss that needs
+    a dataset key the config does not set), so that the run fails before any data is read."""
+    from .loss import LOSSES, unwrap_cfg
+
+    for cfg in loss_cfgs:
+        check = getattr(LOSSES[unwrap_cfg(cfg)[0]][1], "check_run_config", None)
+        if check is not None:
+            check(cfg, container)
+
+
 def validate(run: RunConfig, container: dict[str, Any]) -> None:
     """Invalid combinations, reported before anything is built."""
     encoder_name = container["model"]["encoder"].get("name")
@@ -184,6 +196,8 @@ def validate(run: RunConfig, container: dict[str, Any]) -> None:
     names = [next(iter(vars(loss))) for loss in run.losses]
     if run.mode == "train" and not names:
         raise ModelConfigError("loss=[] is empty; training needs at least one loss (e.g. loss=[mse])")
+    if run.mode == "train":
+        check_loss_configs(run.losses, container)
     if "depth" in names and run.train.depth_mode is None:
         raise ModelConfigError("loss 'depth' needs a rendered depth: set train.depth_mode=depth")
     max_steps = run.trainer.get("max_steps", -1)

@@ -33,12 +33,14 @@ and ``nonfinite_teacher_points``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Float
 from splatcore.loss.base import Loss
 from splatcore.loss.errors import LossConfigError, LossInputError
+from splatcore.loss.registry import register_loss
 from splatcore.types import BatchedExample, DecoderOutput, Gaussians
 from torch import Tensor
 
@@ -96,6 +98,36 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
 
     supervise_intermediate = False  # PM-Loss sees the final Gaussians only, never the intermediates
 
+    @staticmethod
+    def check_run_config(cfg_wrapper: LossPmCfgWrapper, config: dict[str, Any]) -> None:
+        """Start-up checks against the whole (resolved) run config, so that a bad combination
+        fails before any data is read rather than at the first training step."""
+        from pmsplat.errors import InputError
+        from pmsplat.teachers.registry import needs_pointmap, teacher_config
+
+        teacher = cfg_wrapper.pm.teacher
+        try:
+            name, options = teacher_config(teacher)
+        except InputError as error:
+            raise LossConfigError(f"loss.pm.teacher: {error}") from error
+        dataset = config.get("dataset", {})
+        if needs_pointmap(teacher) and not dataset.get("load_pointmap", False):
+            raise LossConfigError(
+                f"teacher={name} reads ground-truth pointmaps: set dataset.load_pointmap=true (only the synthetic "
+                "benchmark has them; real data needs a real teacher: teacher=vggt|dust3r|da3|cache)."
+            )
+        encoder = config.get("model", {}).get("encoder", {})
+        per_pixel = (encoder.get("num_surfaces", 1), encoder.get("gaussians_per_pixel", 1))
+        if per_pixel != (1, 1):
+            raise LossConfigError(
+                "loss=[...,pm] pairs each Gaussian with the teacher point of its pixel, so it needs one Gaussian "
+                f"per pixel; got model.encoder.num_surfaces={per_pixel[0]}, gaussians_per_pixel={per_pixel[1]}."
+            )
+        if name == "cache" and not (Path(options.path) / "manifest.json").is_file():
+            raise LossConfigError(
+                f"teacher=cache: no cache at {options.path} (teacher.path); build it with `pmsplat teacher precompute`."
+            )
+
     def __init__(self, cfg_wrapper: LossPmCfgWrapper) -> None:
         super().__init__(cfg_wrapper)
         self.__dict__["_pm"] = None  # built at the first forward; outside the module tree on purpose
@@ -146,3 +178,8 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
         }
         return value
 
+
+# Registration by name, here rather than in the patched registry so that importing this module
+# first (``import pmsplat.adapter``) and importing the baselines' losses first both work: the
+# patched line in splatcore.loss.registry only imports this module.
+register_loss("pm", LossPmCfgWrapper, LossPm)

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = make_plan(
             args.baseline, args.data, args.root, args.teacher,
-            schedule=SYNTHETIC_SCHEDULES[args.schedule] if args.data == "synthetic" else None,
+            schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline] if args.data == "synthetic" else None,
             gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
             extra_overrides=list(args.overrides),
         )

@@ -13,7 +13,6 @@ reproduction continues where it stopped; a run that was cut off is started again
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .protocol import Plan, RunSpec
-from .report import METRICS, ReportInputs, RunRecord, write_report
+from .report import ReportInputs, RunRecord, write_report
 from .stages import run_stage
 
 
@@ -176,14 +175,3 @@ def paper_reference(plan: Plan) -> list[str]:
         )
     return lines
 
-
-def summary(records: list[RunRecord]) -> dict[str, dict[str, float]]:
-    """Mean over seeds per (variant, split) of each metric (for tests and the CLI)."""
-    out: dict[str, dict[str, float]] = {}
-    for record in records:
-        key = f"{record.variant}/{record.split}"
-        out.setdefault(key, {})
-        for metric, _, _ in METRICS:
-            value = record.metrics.get(metric, math.nan)
-            out[key].setdefault(metric, []).append(value)  # type: ignore[arg-type]
-    return {k: {m: sum(v) / len(v) for m, v in d.items()} for k, d in out.items()}  # type: ignore[misc]
