@@ -56,7 +56,7 @@ class Schedule:
 # DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 10x MVSplat's per step.
 SYNTHETIC_SCHEDULES = {
     "default": {
-        "mvsplat": Schedule(base_steps=300, finetune_steps=150, seeds=(0, 1), pm_weight=0.005),
+        "mvsplat": Schedule(base_steps=800, finetune_steps=400, seeds=(0, 1), pm_weight=0.005),
         "depthsplat": Schedule(base_steps=60, finetune_steps=30, seeds=(0, 1), pm_weight=0.005),
     },
     "smoke": {
