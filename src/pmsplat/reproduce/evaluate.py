@@ -35,9 +35,9 @@ from pmsplat.evaluation import (
     camera_z_depth,
     depth_boundary_mask,
     depth_errors,
-    floating_fraction,
     masked_psnr,
     point_to_surface,
+    scene_scale,
 )
 
 
@@ -137,42 +137,20 @@ def evaluate(
         row["ssim"] = float(compute_ssim(gt, pred).mean())
         row["lpips"] = float(compute_lpips(gt, pred).mean()) if compute_lpips else math.nan
 
-        nan_geometry = dict.fromkeys(
-            ("psnr_boundary", "depth_abs_rel", "depth_rmse", "depth_delta1", "p2s_mean", "p2s_boundary", "floating_fraction"),
-            math.nan,
-        )
-        sample_points = None
         boundary = torch.zeros(gt.shape[0], height, width, dtype=torch.bool)
+        gt_points = None
         if "depth" in target and "pointmap" in context:
             boundary = depth_boundary_mask(target["depth"][0], rel_jump=cfg.boundary_rel_jump, band_px=cfg.boundary_band_px)
-            row["psnr_boundary"] = _nanmean(masked_psnr(gt, pred, boundary))
-            alpha = rendered.alpha[0] if rendered.alpha is not None else torch.ones_like(rendered.depth[0])
-            depth = rendered.depth[0] / alpha.clamp_min(1e-6)
-            errors = depth_errors(depth, target["depth"][0], mask=alpha > cfg.alpha_threshold)
-            row["depth_abs_rel"] = float(errors["abs_rel"])
-            row["depth_rmse"] = float(errors["rmse"])
-            row["depth_delta1"] = float(errors["delta1"])
             gt_points = context["pointmap"][0].reshape(-1, 3)
-            means = gaussians.means[-1]  # final Gaussians of the single scene
-            distances = point_to_surface(means[None], gt_points[None])[0]
-            context_depth = context["depth"][0] if "depth" in context else camera_z_depth(context["pointmap"][0], context["extrinsics"][0])
-            context_boundary = depth_boundary_mask(
-                context_depth, rel_jump=cfg.boundary_rel_jump, band_px=cfg.boundary_band_px
-            ).reshape(-1)
-            row["p2s_mean"] = float(distances.mean())
-            row["p2s_boundary"] = float(distances[context_boundary].mean()) if context_boundary.any() else math.nan
-            row["floating_fraction"] = float(
-                floating_fraction(means[None], gt_points[None], cfg.floating_threshold, relative=True)[0]
-            )
-            sample_points = gt_points
+            row.update(_geometry_metrics(cfg, gt, pred, boundary, rendered, target, context, gaussians.means[-1], gt_points))
         else:
             missing_geometry = True
-            row.update(nan_geometry)
+            row.update(dict.fromkeys(GEOMETRY_COLUMNS, math.nan))
         rows.append(row)
         samples.append(
             SceneSample(
                 scene=row["scene"], target=gt.cpu(), render=pred.clamp(0, 1).cpu(), boundary=boundary.cpu(),
-                means=gaussians.means[-1].cpu(), gt_points=None if sample_points is None else sample_points.cpu(),
+                means=gaussians.means[-1].cpu(), gt_points=None if gt_points is None else gt_points.cpu(),
                 context=dict(_to_device(context, "cpu"), scene=list(batch["scene"])),
                 boundary_score=float(boundary.float().mean()),
             )
@@ -188,6 +166,29 @@ def evaluate(
             "pointmaps (dataset.load_depth=true dataset.load_pointmap=true; the synthetic benchmark has them)."
         )
     return EvaluationResult(rows=rows, samples=samples, notes=notes, seconds=time.perf_counter() - start)
+
+
+GEOMETRY_COLUMNS = ("psnr_boundary", "depth_abs_rel", "depth_rmse", "depth_delta1", "p2s_mean", "p2s_boundary", "floating_fraction")
+
+
+def _geometry_metrics(cfg, gt, pred, boundary, rendered, target, context, means, gt_points) -> dict[str, float]:
+    """The ground-truth-based columns of one scene (see the module docstring)."""
+    alpha = rendered.alpha[0] if rendered.alpha is not None else torch.ones_like(rendered.depth[0])
+    depth = rendered.depth[0] / alpha.clamp_min(1e-6)  # accumulated -> alpha-normalised z-depth
+    errors = depth_errors(depth, target["depth"][0], mask=alpha > cfg.alpha_threshold)
+    distances = point_to_surface(means[None], gt_points[None])[0]
+    context_depth = context["depth"][0] if "depth" in context else camera_z_depth(context["pointmap"][0], context["extrinsics"][0])
+    edges = depth_boundary_mask(context_depth, rel_jump=cfg.boundary_rel_jump, band_px=cfg.boundary_band_px).reshape(-1)
+    floating = distances > cfg.floating_threshold * float(scene_scale(gt_points[None])[0])
+    return {
+        "psnr_boundary": _nanmean(masked_psnr(gt, pred, boundary)),
+        "depth_abs_rel": float(errors["abs_rel"]),
+        "depth_rmse": float(errors["rmse"]),
+        "depth_delta1": float(errors["delta1"]),
+        "p2s_mean": float(distances.mean()),
+        "p2s_boundary": float(distances[edges].mean()) if edges.any() else math.nan,
+        "floating_fraction": float(floating.double().mean()),
+    }
 
 
 def _nanmean(values: Tensor) -> float:
