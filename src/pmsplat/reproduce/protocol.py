@@ -53,11 +53,11 @@ class Schedule:
 
 # CPU sizes: the whole synthetic comparison (1 base + 2 x 2 fine-tunes + 10 evaluations) in
 # <= 20 minutes on 2 cores; the smoke schedule is for the test suite.
-# DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 10x MVSplat's per step.
+# DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 4x MVSplat's per step.
 SYNTHETIC_SCHEDULES = {
     "default": {
         "mvsplat": Schedule(base_steps=800, finetune_steps=400, seeds=(0, 1), pm_weight=0.005),
-        "depthsplat": Schedule(base_steps=60, finetune_steps=30, seeds=(0, 1), pm_weight=0.005),
+        "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1), pm_weight=0.005),
     },
     "smoke": {
         baseline: Schedule(base_steps=2, finetune_steps=2, seeds=(0, 1), pm_weight=0.005, max_eval_scenes=1)
