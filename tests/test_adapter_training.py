@@ -54,6 +54,7 @@ def test_pm_loss_trains_by_config_alone(baseline, tiny_synthetic, tmp_path):
                  "loss.pm.weight=0.05", "trainer.max_steps=12", f"output_dir={tmp_path}"]
     cfg = compose_config(overrides)
     run_cfg = typed_config(cfg)
+    torch.manual_seed(run_cfg.seed)  # as run() does before building, so the probe is the initial model
     probe = build_model(cfg, run_cfg)
     batch = probe.encoder.get_data_shim()(next(iter(DataModule(run_cfg.dataset, run_cfg.data_loader).train_dataloader())))
     before = _teacher_distance(probe, batch)
