@@ -32,7 +32,7 @@ and ``nonfinite_teacher_points``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +46,16 @@ from torch import Tensor
 
 from pmsplat.loss import PMLoss, PMLossConfig
 
-_PM_OPTIONS = ("bidirectional", "confidence_weighting", "robust", "huber_delta", "trim_fraction", "stop_gradient_alignment", "knn_method")
-
-
 @dataclass
-class LossPmCfg:
-    weight: float = 0.005
+class LossPmCfg(PMLossConfig):
+    """``loss.pm``: every :class:`pmsplat.loss.PMLossConfig` field (official defaults) plus when
+    the term starts and which teacher it asks."""
+
     apply_after_step: int = 0
-    ignore_large_loss: float = 100.0
     teacher: dict[str, Any] = field(default_factory=lambda: {"name": "vggt"})
-    bidirectional: bool = False
-    confidence_weighting: bool = False
-    robust: str = "none"
-    huber_delta: float = 0.1
-    trim_fraction: float = 0.1
-    stop_gradient_alignment: bool = False
-    knn_method: str = "auto"
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # validates the PM-Loss options now, not at the first step
         if self.weight < 0:
             raise LossConfigError(f"loss.pm.weight must be >= 0, got {self.weight}.")
         if not isinstance(self.teacher, dict) or "name" not in self.teacher:
@@ -71,14 +63,9 @@ class LossPmCfg:
                 "loss.pm.teacher must be a teacher config with a 'name' (select one with teacher=vggt|dust3r|da3|"
                 f"cache|synthetic), got {self.teacher!r}."
             )
-        self.pm_config()  # validates the PM-Loss options now, not at the first step
 
     def pm_config(self) -> PMLossConfig:
-        return PMLossConfig(
-            weight=self.weight,
-            ignore_large_loss=self.ignore_large_loss,
-            **{name: getattr(self, name) for name in _PM_OPTIONS},
-        )
+        return PMLossConfig(**{f.name: getattr(self, f.name) for f in fields(PMLossConfig)})
 
 
 @dataclass
