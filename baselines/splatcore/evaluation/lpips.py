@@ -92,18 +92,26 @@ def _lpips_package_linear_file() -> Path | None:
     return None
 
 
+def _explicit_weights(path, argument: str, env: str, what: str, help_text) -> Path | None:
+    """The weight file given by ``path`` or else ``$env``; None when neither is set. A given file
+    that does not exist is an error (no silent fall back to the default locations)."""
+    explicit = path if path is not None else os.environ.get(env) or None
+    if explicit is None:
+        return None
+    resolved = Path(explicit).expanduser()
+    if not resolved.is_file():
+        origin = argument if path is not None else f"${env}"
+        raise LPIPSUnavailableError(
+            f"LPIPS {what} weights not found: {origin} = '{resolved}' is not a file. " + help_text()
+        )
+    return resolved
+
+
 def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
     """The VGG16 ``.pth`` to use (see the module docstring); raises LPIPSUnavailableError."""
-    explicit = path if path is not None else os.environ.get(VGG16_ENV) or None
+    explicit = _explicit_weights(path, "vgg16_path", VGG16_ENV, "VGG16 backbone", _vgg16_help)
     if explicit is not None:
-        resolved = Path(explicit).expanduser()
-        if not resolved.is_file():
-            origin = "vgg16_path" if path is not None else f"${VGG16_ENV}"
-            raise LPIPSUnavailableError(
-                f"LPIPS VGG16 backbone weights not found: {origin} = '{resolved}' is not a file. "
-                + _vgg16_help()
-            )
-        return resolved
+        return explicit
     candidates = [DEFAULT_VGG16_PATH, Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILENAME]
     for candidate in candidates:
         if candidate.is_file():
@@ -118,16 +126,9 @@ def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
 
 def find_linear_weights(path: str | os.PathLike | None = None) -> Path:
     """The LPIPS v0.1 VGG linear-head ``.pth`` to use; raises LPIPSUnavailableError."""
-    explicit = path if path is not None else os.environ.get(LINEAR_ENV) or None
+    explicit = _explicit_weights(path, "linear_path", LINEAR_ENV, "linear-head", _linear_help)
     if explicit is not None:
-        resolved = Path(explicit).expanduser()
-        if not resolved.is_file():
-            origin = "linear_path" if path is not None else f"${LINEAR_ENV}"
-            raise LPIPSUnavailableError(
-                f"LPIPS linear-head weights not found: {origin} = '{resolved}' is not a file. "
-                + _linear_help()
-            )
-        return resolved
+        return explicit
     packaged = _lpips_package_linear_file()
     if packaged is not None:
         return packaged
