@@ -82,7 +82,7 @@ def execute(plan: Plan, out: Path, log: Callable[[str], None] = _log) -> Path:
             checkpoint = Path(source["checkpoint"])
             work = lambda d, spec=spec, c=checkpoint: _evaluate(spec, d, c, plan.schedule.max_eval_scenes)  # noqa: E731
             identity = {"overrides": spec.overrides, "checkpoint": str(checkpoint), "scenes": plan.schedule.max_eval_scenes}
-        result, seconds, reused = run_stage(directory, identity, work, log)
+        result, seconds, _ = run_stage(directory, identity, work, log)
         results[spec.name] = result
         timings[spec.name] = seconds
     return write_outputs(plan, out, results, timings)
