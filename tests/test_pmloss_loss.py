@@ -12,6 +12,8 @@ from scipy.spatial.transform import Rotation
 from skimage.transform import SimilarityTransform as SkSimilarity
 
 from pmsplat.errors import DegenerateInputError, InputError
+from torch import Tensor
+
 from pmsplat.loss import PMLossConfig, pm_loss, pm_loss_details, stabilise
 
 
@@ -26,6 +28,7 @@ def _reference(
     delta: float = 0.1,
     trim: float = 0.1,
     threshold: float | None = 100.0,
+    scale_invariant: bool = False,
 ) -> np.ndarray:
     """Per-example PM-Loss computed independently, one example at a time, in float64.
 
@@ -56,11 +59,13 @@ def _reference(
             return (weights * values).sum() / weights.sum()
 
         teacher_index = np.flatnonzero(valid)
+        # scale_invariant: distances in units of the prediction's RMS distance to its centroid
+        unit = np.sqrt(((p[query] - p[query].mean(0)) ** 2).sum(-1).mean()) if scale_invariant else 1.0
         distance, j = cKDTree(aligned[valid]).query(p[query])
-        loss = term(distance, c[teacher_index[j]])
+        loss = term(distance / unit, c[teacher_index[j]])
         if bidirectional:
             back, _ = cKDTree(p[query]).query(aligned[valid])
-            loss += term(back, c[valid])
+            loss += term(back / unit, c[valid])
         losses.append(loss)
     out = np.nan_to_num(np.array(losses), nan=0.0)
     if threshold:
@@ -244,3 +249,82 @@ def test_bad_options_and_masks_are_rejected() -> None:
         mask = torch.ones(2, 20, dtype=torch.bool)
         mask[1, 2:] = False
         pm_loss(p, t, valid_mask=mask)
+
+
+# ---------------------------------------------------------------- scale_invariant (off by default)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"bidirectional": True}, {"robust": "huber", "huber_delta": 0.05}, {"robust": "trimmed", "trim_fraction": 0.2}],
+)
+def test_scale_invariant_matches_the_float64_reference(options) -> None:
+    pred, teacher, _ = _problem(20, noise=0.1)
+    reference_options = {
+        "bidirectional": options.get("bidirectional", False), "robust": options.get("robust", "none"),
+        "delta": options.get("huber_delta", 0.1), "trim": options.get("trim_fraction", 0.1),
+    }
+    loss = pm_loss(torch.tensor(pred), torch.tensor(teacher), scale_invariant=True, **options)
+    expected = _reference(pred, teacher, scale_invariant=True, **reference_options)
+    np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-9)
+    plain = _reference(pred, teacher, **reference_options)
+    assert not np.allclose(expected, plain, rtol=1e-3)  # the option changes the value
+
+
+def test_scale_invariant_with_a_valid_mask_matches_the_reference() -> None:
+    pred, teacher, rng = _problem(21)
+    mask = rng.random(pred.shape[:2]) < 0.6
+    poisoned = pred.copy()
+    poisoned[~mask] = np.nan  # excluded pixels must not enter the normaliser either
+    loss = pm_loss(torch.tensor(poisoned), torch.tensor(teacher), valid_mask=torch.tensor(mask), scale_invariant=True)
+    np.testing.assert_allclose(loss.numpy(), _reference(pred, teacher, mask=mask, scale_invariant=True), rtol=1e-9)
+
+
+def test_scale_invariant_loss_does_not_change_when_the_prediction_is_scaled() -> None:
+    pred, teacher, rng = _problem(22, noise=0.1)
+    t = torch.tensor(teacher)
+    base = pm_loss(torch.tensor(pred), t, scale_invariant=True, ignore_large_loss=None)
+    official = pm_loss(torch.tensor(pred), t, ignore_large_loss=None)
+    for s in (1e-3, 0.37, 2.5, 40.0):
+        moved = np.stack([s * (pred[b] @ Rotation.random(random_state=rng).as_matrix().T) + rng.normal(size=3) * 3
+                          for b in range(len(pred))])
+        scaled = pm_loss(torch.tensor(moved), t, scale_invariant=True, ignore_large_loss=None)
+        torch.testing.assert_close(scaled, base, rtol=1e-9, atol=0)
+        # the official loss scales with the prediction's squared scale (what the option removes)
+        torch.testing.assert_close(pm_loss(torch.tensor(moved), t, ignore_large_loss=None), official * s**2, rtol=1e-9, atol=0)
+
+
+def test_scale_invariant_gradient_has_no_component_along_the_scaling_direction() -> None:
+    pred, teacher, _ = _problem(23, batch=2, count=300, noise=0.1)
+    p = torch.tensor(pred, requires_grad=True)
+    t = torch.tensor(teacher)
+    radial = p.detach() - p.detach().mean(1, keepdim=True)  # d/ds of c + s (p - c) at s = 1
+
+    def along_scaling(**options) -> Tensor:
+        (grad,) = torch.autograd.grad(pm_loss(p, t, **options).sum(), p)
+        return (grad * radial).sum((1, 2)) / (grad.norm(dim=(1, 2)) * radial.norm(dim=(1, 2)))
+
+    assert float(along_scaling(scale_invariant=True).abs().max()) < 1e-10
+    assert bool((along_scaling() > 1e-3).all())  # official loss: gradient descent shrinks the prediction
+
+
+def test_scale_invariant_gradient_by_gradcheck() -> None:
+    pred, teacher, _ = _problem(24, batch=2, count=12, noise=0.2)
+    p = torch.tensor(pred, requires_grad=True)
+    t = torch.tensor(teacher)
+    assert torch.autograd.gradcheck(lambda x: pm_loss(x, t, knn_method="brute", scale_invariant=True), (p,), eps=1e-6, atol=1e-6)
+
+
+def test_scale_invariant_is_off_by_default_and_reaches_the_module() -> None:
+    from pmsplat import PMLoss
+    from pmsplat.teachers.tensor import TensorTeacher
+
+    assert PMLossConfig().scale_invariant is False
+    pred, teacher, _ = _problem(25, batch=1, count=64)
+    points = torch.tensor(teacher).reshape(1, 1, 8, 8, 3)
+    images = torch.rand(1, 1, 3, 8, 8, dtype=torch.float64)
+    means = torch.tensor(pred)
+    on = PMLoss(TensorTeacher(points), weight=1.0, scale_invariant=True, ignore_large_loss=None)(means, images)
+    off = PMLoss(TensorTeacher(points), weight=1.0, ignore_large_loss=None)(means, images)
+    np.testing.assert_allclose(float(on), _reference(pred, teacher, threshold=None, scale_invariant=True)[0], rtol=1e-9)
+    np.testing.assert_allclose(float(off), _reference(pred, teacher, threshold=None)[0], rtol=1e-9)

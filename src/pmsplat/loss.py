@@ -14,7 +14,10 @@ Options, all off by default: ``bidirectional`` (add the teacher -> prediction te
 confidence weighting (alignment weighted by the teacher confidence, Chamfer terms weighted by the
 confidence of the teacher point involved), ``robust`` distances (``"huber"`` on the Euclidean
 distance, ``"trimmed"`` drops the largest fraction of per-point distances), stop-gradient through
-the alignment, and a per-pixel validity mask.
+the alignment, a per-pixel validity mask, and ``scale_invariant`` (every squared distance divided by
+the prediction's mean squared distance to its centroid, so the loss no longer rewards shrinking the
+prediction: with the teacher aligned onto the prediction the official loss scales with the
+prediction's squared scale).
 
 Non-finite teacher points are excluded from the alignment and from the nearest-neighbour search
 and counted (``PMLossResult.nonfinite_teacher``, ``PMLoss.last_stats``); they never silently
@@ -53,6 +56,12 @@ class PMLossConfig:
     robust: "none" (squared distance), "huber" (quadratic below ``huber_delta``, linear above,
         on the Euclidean distance), or "trimmed" (drop the ``trim_fraction`` largest distances).
     stop_gradient_alignment: fit the similarity transform on detached points.
+    scale_invariant: divide every squared distance (both Chamfer directions, before the robust
+        kernel, so ``huber_delta`` is then in units of the prediction's scale) by the prediction's
+        scale^2 = mean over its (valid) points of |p - centroid|^2, per example, with gradients
+        through the normaliser. The loss is then unchanged when the prediction is scaled (and
+        rotated/translated): it no longer pulls the prediction towards a smaller scale.
+        ``ignore_large_loss`` applies to the normalised value.
     knn_method: engine of :func:`pmsplat.knn.nearest_neighbors` ("auto", "brute", "kdtree", "grid").
     """
 
@@ -65,6 +74,7 @@ class PMLossConfig:
     huber_delta: float = 0.1
     trim_fraction: float = 0.1
     stop_gradient_alignment: bool = False
+    scale_invariant: bool = False
     knn_method: str = "auto"
 
     def __post_init__(self) -> None:
@@ -186,6 +196,7 @@ def pm_loss_details(
     trim_fraction: float = 0.1,
     stop_gradient_alignment: bool = False,
     knn_method: str = "auto",
+    scale_invariant: bool = False,
 ) -> PMLossResult:
     """:func:`pm_loss` plus its intermediate results (see :class:`PMLossResult`).
 
@@ -209,6 +220,7 @@ def pm_loss_details(
         trim_fraction,
         stop_gradient_alignment,
         knn_method,
+        scale_invariant,
     )
 
 
@@ -225,6 +237,7 @@ def _compute(
     trim_fraction: float,
     stop_gradient_alignment: bool,
     knn_method: str,
+    scale_invariant: bool = False,
 ) -> PMLossResult:
     """The loss on validated inputs (see :func:`pm_loss`)."""
     with torch.no_grad():
@@ -249,6 +262,9 @@ def _compute(
         teacher_points, pred_points, weights, reference_mask, stop_gradient_alignment, True, True
     )
     index, squared = _nearest(pred_points, aligned, reference_mask, valid_mask, knn_method)
+    normaliser = prediction_scale_squared(pred_points, valid_mask) if scale_invariant else None
+    if normaliser is not None:
+        squared = squared / normaliser[:, None]
     query_weight = None if valid_mask is None else valid_mask.to(squared.dtype)
     if weights is not None:
         matched = torch.gather(weights, 1, index.clamp_min(0))
@@ -256,11 +272,33 @@ def _compute(
     raw = _weighted_mean(_robust(squared, robust, huber_delta), query_weight, robust, trim_fraction)
     if bidirectional:
         _, back = _nearest(aligned, pred_points, valid_mask, reference_mask, knn_method)
+        if normaliser is not None:
+            back = back / normaliser[:, None]
         back_weight = (None if reference_mask is None else teacher_valid.to(back.dtype)) if weights is None else weights
         raw = raw + _weighted_mean(_robust(back, robust, huber_delta), back_weight, robust, trim_fraction)
 
     loss, nan, large = stabilise(raw, ignore_large_loss, large_loss_factor)
     return PMLossResult(loss, raw, large, nan, transform, aligned, nonfinite)
+
+
+def prediction_scale_squared(
+    points: Float[Tensor, "batch point 3"],
+    valid_mask: Bool[Tensor, "batch point"] | None = None,
+) -> Float[Tensor, "batch"]:
+    """Per example, the mean over the (valid) points of the squared distance to their centroid
+    (differentiable; the normaliser of ``scale_invariant``). Floored at the dtype's smallest
+    normal number, so a prediction collapsed to one point gives 0 / tiny = 0, not NaN."""
+    if valid_mask is None:
+        centred = points - points.mean(dim=1, keepdim=True)
+        value = centred.square().sum(-1).mean(-1)
+    else:
+        weight = valid_mask.to(points.dtype)
+        safe = torch.where(valid_mask[..., None], points, torch.zeros_like(points))
+        count = weight.sum(-1).clamp_min(1.0)
+        centroid = safe.sum(1) / count[:, None]
+        centred = torch.where(valid_mask[..., None], safe - centroid[:, None], torch.zeros_like(points))
+        value = centred.square().sum(-1).sum(-1) / count
+    return value.clamp_min(torch.finfo(points.dtype).tiny)
 
 
 def stabilise(
@@ -301,6 +339,7 @@ def pm_loss(
     trim_fraction: float = 0.1,
     stop_gradient_alignment: bool = False,
     knn_method: str = "auto",
+    scale_invariant: bool = False,
 ) -> Float[Tensor, "batch"]:
     """Per-example PM-Loss (B,): teacher aligned onto prediction, then squared Chamfer pred -> teacher.
 
@@ -312,7 +351,8 @@ def pm_loss(
         nearest teacher point; the teacher -> prediction term by the teacher point's own).
     valid_mask: optional (B, N) bool; False pixels take no part (alignment, queries, references).
     ignore_large_loss / large_loss_factor: losses > threshold are multiplied by the factor.
-    bidirectional, robust, huber_delta, trim_fraction, stop_gradient_alignment, knn_method: see
+    bidirectional, robust, huber_delta, trim_fraction, stop_gradient_alignment, knn_method,
+    scale_invariant: see
         :class:`PMLossConfig`.
 
     With the defaults this is the official arithmetic: mean_i min_j |p_i - (s R t_j + t)|^2 per
@@ -332,6 +372,7 @@ def pm_loss(
         trim_fraction=trim_fraction,
         stop_gradient_alignment=stop_gradient_alignment,
         knn_method=knn_method,
+        scale_invariant=scale_invariant,
     ).loss
 
 
@@ -488,6 +529,7 @@ class PMLoss(nn.Module):
             trim_fraction=cfg.trim_fraction,
             stop_gradient_alignment=cfg.stop_gradient_alignment,
             knn_method=cfg.knn_method,
+            scale_invariant=cfg.scale_invariant,
         )
         loss = cfg.weight * result.loss.mean()
         self._record(result, loss, teacher_seconds)
