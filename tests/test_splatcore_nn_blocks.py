@@ -14,6 +14,7 @@ from splatcore.nn import (
     MultiViewTransformer,
     NetworkInputError,
     UNet,
+    all_other_views,
     correlation,
     group_norm_groups,
     inverse_depth_candidates,
@@ -118,16 +119,35 @@ def test_shifted_window_attention_matches_rolled_masked_loop(rng):
     assert torch.equal(mask[0], torch.zeros(16, 16))  # the top-left window is one region
 
 
-def test_multiview_transformer_is_view_permutation_equivariant(rng):
+def test_multiview_transformer_view_permutation_follows_upstream(rng):
+    """Where upstream's transformer is view-permutation-equivariant, and where it is not.
+
+    Equivariant: with two views (one partner, the shifted-window mask is the textbook one) and with
+    unshifted windows at any V (softmax over a set of keys does not care about their order).
+    Not equivariant for V >= 3 with shifted windows: upstream lays the partners' keys out
+    token-major / partner-minor and tiles the [T, T] mask along that axis as whole blocks, so which
+    partner occupies which slot changes which keys are masked (../shared/reference/upstream-facts.md;
+    the V = 3 parity set pins it). It *is* equivariant once the partner slot order is carried along:
+    permuting the views and passing each view its old partners, in their old slot order, permutes
+    the outputs."""
     torch.manual_seed(0)
     model = MultiViewTransformer(num_layers=2, d_model=16, ffn_expansion=2).double().eval()
-    x = torch.randn(1, 3, 16, 4, 4, generator=rng, dtype=torch.float64)
+    two = torch.randn(1, 2, 16, 4, 6, generator=rng, dtype=torch.float64)
+    torch.testing.assert_close(model(two[:, [1, 0]], 2), model(two, 2)[:, [1, 0]])
+
+    x = torch.randn(1, 3, 16, 4, 6, generator=rng, dtype=torch.float64)
+    perm = [2, 0, 1]  # new view k = old view perm[k]
+    torch.testing.assert_close(model(x[:, perm], num_splits=1), model(x, num_splits=1)[:, perm])
     out = model(x, num_splits=2)
-    perm = [2, 0, 1]
-    torch.testing.assert_close(model(x[:, perm], num_splits=2), out[:, perm])
-    # Explicit partners equal to "all others" give the same result; a view that only attends to
-    # itself gives something else.
+    permuted = model(x[:, perm], num_splits=2)
+    # Only the shifted layer's windows that straddle regions differ; the error is not rounding.
+    assert (permuted - out[:, perm]).abs().max() > 1e-3
+    inverse = [perm.index(old) for old in range(3)]
+    carried = [[inverse[j] for j in all_other_views(3)[perm[k]]] for k in range(3)]
+    torch.testing.assert_close(model(x[:, perm], 2, partners=carried), out[:, perm])
+    # Default partners = every other view in increasing index; slot order matters for V >= 3.
     torch.testing.assert_close(model(x, 2, partners=[[1, 2], [0, 2], [0, 1]]), out)
+    assert (model(x, 2, partners=[[2, 1], [2, 0], [1, 0]]) - out).abs().max() > 1e-3
     assert not torch.allclose(model(x, 2, partners=[[0], [1], [2]]), out)
     with pytest.raises(NetworkInputError, match="same, non-zero number"):
         model(x, 2, partners=[[1, 2], [0], [0, 1]])

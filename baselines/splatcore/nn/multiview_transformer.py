@@ -11,9 +11,20 @@ num_splits x num_splits windows; on odd layers the windows are shifted by half a
 (``torch.roll``) with the -100 Swin mask. The keys of a block's cross-attention are the partner
 views' features at the block input (before that block's self-attention), as in UniMatch.
 
-Partners: by default every view attends to all other views (MVSplat); ``partners`` can give, per
-view, the list of views to attend to (DepthSplat's nearest-view selection). All views must have the
-same number of partners.
+Partners: by default every view attends to all other views in increasing view index (MVSplat);
+``partners`` can give, per view, the ordered list of views to attend to (DepthSplat's nearest-view
+selection). All views must have the same number of partners m; partner *slot* p is the position in
+that list. Cross-attention always takes this multi-view path, also for m = 1.
+
+Upstream quirk reproduced on purpose (see ../shared/reference/upstream-facts.md, MVSplat
+multi-view transformer): inside a window the m partners' keys are laid out **token-major,
+partner-minor** (key position j = t * m + p for in-window token t, row-major, of partner slot p),
+and on shifted layers the [windows, T, T] Swin mask is added **tiled m times along the key axis as
+whole blocks**, so key position j receives mask column j mod T. Key (token t, partner p) is thus
+masked as if it were token (t * m + p) mod T, not token t. For m = 1 (two views, self-attention)
+this is the textbook Swin mask; for m >= 2 it is not, and it makes the transformer *not*
+view-permutation-equivariant (which partner lands in which slot changes the mask). Upstream MVSplat
+and DepthSplat checkpoints were trained with it, so it is kept, not "fixed".
 """
 
 from __future__ import annotations
@@ -36,8 +47,10 @@ def window_attention(
     with_shift: bool,
 ) -> Float[Tensor, "batch height width channel"]:
     """Single-head attention inside windows; each query window attends to the same window of all
-    partners (keys concatenated). With ``with_shift`` the maps are rolled by half a window first
-    (and back afterwards) and the Swin mask keeps tokens of different regions apart."""
+    ``partner`` maps (keys concatenated token-major, partner-minor). With ``with_shift`` the maps
+    are rolled by half a window first (and back afterwards) and the Swin mask, tiled ``partner``
+    times along the key axis as whole blocks, is added to the scores (upstream's rule, see the
+    module docstring: for more than one partner it is not the textbook per-token mask)."""
     b, h, w, c = query.shape
     partners = key.shape[1]
     scale = c**0.5
@@ -48,15 +61,19 @@ def window_attention(
         value = torch.roll(value, shifts=shift, dims=(2, 3))
     if num_splits > 1:
         q = split_windows_last(query, num_splits)  # (b, n, t, c)
-        k = split_windows_last(key, num_splits).transpose(1, 2).flatten(2, 3)  # (b, n, p*t, c)
-        v = split_windows_last(value, num_splits).transpose(1, 2).flatten(2, 3)
+        # (b, p, n, t, c) -> (b, n, t, p, c) -> (b, n, t*p, c): key position j = t * p_count + p.
+        k = split_windows_last(key, num_splits).permute(0, 2, 3, 1, 4).flatten(2, 3)
+        v = split_windows_last(value, num_splits).permute(0, 2, 3, 1, 4).flatten(2, 3)
     else:
         q = query.reshape(b, 1, h * w, c)
-        k = key.reshape(b, 1, partners * h * w, c)
-        v = value.reshape(b, 1, partners * h * w, c)
-    scores = q @ k.transpose(-1, -2) / scale  # (b, n, t, p*t)
+        k = key.permute(0, 2, 3, 1, 4).reshape(b, 1, h * w * partners, c)
+        v = value.permute(0, 2, 3, 1, 4).reshape(b, 1, h * w * partners, c)
+    scores = q @ k.transpose(-1, -2) / scale  # (b, n, t, t*p)
     if num_splits > 1 and with_shift:
         mask = shifted_window_mask(h, w, num_splits, device=query.device).to(scores.dtype)
+        # Upstream quirk (kept on purpose): the [n, T, T] mask is tiled as whole blocks along the
+        # token-major key axis, so key position j = t * p_count + p gets mask column j mod T; it
+        # equals the per-token Swin mask only for a single partner. Do not "fix".
         scores = scores + mask.repeat(1, 1, partners)
     out = torch.softmax(scores, dim=-1) @ v
     if num_splits > 1:
