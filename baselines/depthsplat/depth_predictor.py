@@ -128,24 +128,11 @@ class MultiViewUniMatch(nn.Module):
             self.regressor.append(_regressor(in_channels, channels, 3 + scale, 4 * 2**scale))
             self.regressor_residual.append(nn.Conv2d(in_channels, channels, 1))
             self.depth_head.append(_depth_head(channels, candidates))
-        cnn_for_dpt = {f: c for f, c in self._dpt_cnn_maps(list(CNN_DIMS[:2]) + [FEATURE_CHANNELS]).items()}
-        mv_for_dpt = {self.scale_factor(s): FEATURE_CHANNELS // 2**s for s in range(num_scales)}
-        self.upsampler = DPTHead(vit_type, vit_channels, cnn_for_dpt, mv_for_dpt, self.scale_factor(num_scales - 1))
-        nn.init.zeros_(self.upsampler.scratch.output_conv[-1].weight)
-        nn.init.zeros_(self.upsampler.scratch.output_conv[-1].bias)
-
-    def _dpt_cnn_maps(self, fine_to_coarse: list) -> dict:
-        """{downsampling factor: CNN entry} for the DPT head; when two maps share a resolution
-        the later (coarser-stage) one is used."""
-        return dict(zip(self.cnn_factors, fine_to_coarse))
+        self.upsampler = DPTHead(vit_type, vit_channels, upsample_factor, num_scales)
 
     def scale_factor(self, scale: int) -> int:
         """Downsampling factor of scale ``scale`` (0 = coarsest)."""
         return self.upsample_factor * 2 ** (self.num_scales - 1 - scale)
-
-    def set_num_views(self, num_views: int) -> None:
-        for regressor in self.regressor:
-            regressor[3].set_num_views(num_views)
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -227,7 +214,6 @@ class MultiViewUniMatch(nn.Module):
                 "(the encoder's data shim crops to multiples of 16 only, as upstream)"
             )
         capture = intermediates if intermediates is not None else {}
-        self.set_num_views(v)
         flat = normalize_imagenet(rearrange(images, "b v c h w -> (b v) c h w"))
         min_inv = rearrange(1.0 / far, "b v -> (b v) () () ()")
         max_inv = rearrange(1.0 / near, "b v -> (b v) () () ()")
@@ -290,12 +276,7 @@ class MultiViewUniMatch(nn.Module):
                     F.interpolate(inverse_depth, scale_factor=factor, mode="bilinear", align_corners=True)
                 )
         assert inverse_depth is not None
-        residual = self.upsampler(
-            mono_all,
-            self._dpt_cnn_maps(cnn_fine_to_coarse),
-            {self.scale_factor(s): features_mv[s] for s in range(self.num_scales)},
-            inverse_depth,
-        )
+        residual = self.upsampler(mono_all, cnn_fine_to_coarse, features_mv, inverse_depth)
         capture["inter_dpt_residual_depth"] = residual
         upsampled = F.interpolate(inverse_depth, scale_factor=self.upsample_factor, mode="bilinear", align_corners=True)
         final = torch.clamp(upsampled + residual, min=min_inv, max=max_inv)

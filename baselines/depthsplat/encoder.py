@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from splatcore.dataset.shims import apply_patch_shim
 from splatcore.model.gaussian_adapter import ClampedExpScale, GaussianAdapter
+from splatcore.nn import UNet
 from splatcore.types import Gaussians
 
 from .config import EncoderDepthSplatCfg
@@ -86,6 +87,14 @@ class EncoderDepthSplat(nn.Module):
 
         return data_shim
 
+    def set_num_views(self, num_views: int) -> None:
+        """Group ``num_views`` consecutive batch entries in every cross-view attention U-Net (the
+        depth regressors and the Gaussian regressor). ``forward`` calls it with the batch's V, so
+        the view count can change from one batch to the next."""
+        for module in self.modules():
+            if isinstance(module, UNet):
+                module.set_num_views(num_views)
+
     def _check_context(self, context: dict[str, Tensor]) -> None:
         missing = [k for k in ("image", "extrinsics", "intrinsics", "near", "far") if k not in context]
         if missing:
@@ -114,6 +123,8 @@ class EncoderDepthSplat(nn.Module):
         cfg = self.cfg
         image = context["image"]
         b, v, _, h, w = image.shape
+        # everything that depends on the view count is set here, from the batch
+        self.set_num_views(v)
         partners = nearest_view_partners(context["extrinsics"], cfg.costvolume_nearest_n_views)
         result = self.depth_predictor(
             image, context["intrinsics"], context["extrinsics"], context["near"], context["far"],

@@ -6,9 +6,11 @@ For scale i (resolution 1/r_i, n_i = log2 r_i up-steps), concat(CNN_i, MV_i, mon
     0: Conv2d 1x1 -> c_0,
     then n_i times [Upsample nearest x2, Conv2d 3x3 replicate padding -> c_k], with a GELU
     between consecutive steps (none after the 1x1 conv, none at the end)).
-With P = feature_upsampler_channels / num_scales output channels per scale, c_0 = P * 2^(n_i - 1)
-and c_k = P * 2^max(n_i - 1 - k, 0) (halving down to P); e.g. the DL3DV base model has
-640 -> 256 -> 128 -> 64 -> 64 at 1/8 and 352 -> 128 -> 64 -> 64 at 1/4. The scales' outputs are
+With P = feature_upsampler_channels / num_scales output channels per scale, c_0 = P * 2^max(n_i - 1, 1)
+and c_k = P * 2^max(n_i - 1 - k, 0) (halving down to P), as in the released checkpoints
+(../shared/parity/depthsplat/preset_state_dict_keys.json): the DL3DV base model has
+640 -> 256 -> 128 -> 64 -> 64 at 1/8 and 352 -> 128 -> 64 -> 64 at 1/4, the RE10K small model
+640 -> 128 -> 64 -> 64 at 1/4, and the RE10K base model's 1/2 branch (one step) 544 -> 128 -> 64. The scales' outputs are
 concatenated (coarsest first) into [N, feature_upsampler_channels, H, W].
 """
 
@@ -27,7 +29,7 @@ def _upsampler_branch(in_channels: int, out_channels: int, factor: int) -> nn.Se
     steps = int(round(math.log2(factor)))
     if 2**steps != factor or steps < 1:
         raise DepthSplatConfigError(f"feature upsampling factor must be a power of two >= 2, got {factor}")
-    width = out_channels * 2 ** (steps - 1)
+    width = out_channels * 2 ** max(steps - 1, 1)
     layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 1)]
     for k in range(1, steps + 1):
         next_width = out_channels * 2 ** max(steps - 1 - k, 0)
@@ -64,7 +66,8 @@ class ResizeConvFeatureUpsampler(nn.Module):
         mv_features: list[Float[Tensor, "batch _ _ _"]],
         mono_features: list[Float[Tensor, "batch _ _ _"]],
     ) -> Float[Tensor, "batch channel height width"]:
-        """Each list holds one map per scale, coarsest first."""
+        """Each list holds one map per scale, coarsest first; returns the scales' outputs
+        concatenated (coarsest first) at full resolution."""
         outputs = [
             branch(torch.cat((cnn, mv, mono), dim=1))
             for branch, cnn, mv, mono in zip(self.upsampler, cnn_features, mv_features, mono_features)

@@ -11,6 +11,11 @@ numbers drawn in float32:
 * other rank 1: ``0.1 randn``;
 * rank 0 or integer entries: left unchanged.
 
+Encoder configuration of a set (:meth:`ParityFile.hook_metadata`): the file's ``encoder_config``
+metadata where present, else the ``encoder_config`` of the ``config.json`` beside the file (the
+fixture configuration of ../shared/parity/<baseline>/), handed to the baseline's parity hook as the
+``encoder_config`` metadata entry (a JSON string).
+
 Comparison: ``max |port - ref| / max |ref|`` against a per-tensor tolerance (5e-4 for ``inter_*``,
 2e-3 for final outputs). Reference tensors named ``X_every8`` hold ``X[:, ::8]`` and ``X_strideS``
 hold ``X[..., ::S, ::S]``; ``reference_slice`` applies the same slicing to the port's ``X``.
@@ -18,6 +23,7 @@ hold ``X[..., ::S, ::S]``; ``reference_slice`` applies the same slicing to the p
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import zlib
@@ -86,6 +92,25 @@ class ParityFile:
     @property
     def seed(self) -> int:
         return self.int_meta("seed")
+
+    def hook_metadata(self) -> dict[str, str]:
+        """The metadata for a baseline's ``build_encoder``: the file's own, plus ``encoder_config``
+        (JSON) taken from the ``config.json`` beside the file when the file carries none and that
+        file has one (``encoder_config_source`` then names it)."""
+        metadata = dict(self.metadata)
+        if "encoder_config" in metadata:
+            return metadata
+        config_path = self.path.parent / "config.json"
+        if not config_path.is_file():
+            return metadata
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ParityError(f"{config_path} (the fixture configuration beside {self.path.name}) is unreadable: {error}") from error
+        if isinstance(config, dict) and isinstance(config.get("encoder_config"), dict):
+            metadata["encoder_config"] = json.dumps(config["encoder_config"])
+            metadata["encoder_config_source"] = str(config_path)
+        return metadata
 
     @property
     def inputs(self) -> dict[str, Tensor]:
