@@ -1,4 +1,7 @@
-"""``pmsplat teacher``: build and check an offline teacher cache, list the teachers.
+"""``pmsplat teacher``: try a teacher out, build and check an offline teacher cache, list the teachers.
+
+    pmsplat teacher check NAME [--set KEY=VALUE ...] [--teacher-config FILE.yaml] [--views 2]
+                               [--image-shape H W] [--seed 0] [--dataset ROOT ...] [--stage test]
 
     pmsplat teacher precompute --dataset ROOT [ROOT ...] --out CACHE [--stage train|test]
                                [--teacher NAME] [--set KEY=VALUE ...] [--teacher-config FILE.yaml]
@@ -8,6 +11,8 @@
     pmsplat teacher verify CACHE [--dataset ROOT ...] [--quick]
     pmsplat teacher list
 
+``check`` loads the teacher, runs one example (a ray-cast synthetic room, or the first scene of
+``--dataset``) and prints the output shapes, frame, time and peak memory; exit 1 on any error.
 ``precompute`` is resumable (finished scenes are skipped) and several processes may fill one
 cache with disjoint ``--shard 0/4``, ``--shard 1/4``, ... ; ``verify`` exits 1 unless every scene is
 present and intact (and, with ``--dataset``, the dataset is unchanged).
@@ -23,14 +28,29 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("teacher", help="precompute / verify an offline teacher cache")
+    parser = sub.add_parser("teacher", help="check a teacher, precompute / verify an offline teacher cache")
     actions = parser.add_subparsers(dest="teacher_command", metavar="ACTION")
+
+    from pmsplat.teachers.registry import available_teachers
+
+    trial = actions.add_parser("check", help="load a teacher and run it once on a small example (after installing it)")
+    trial.add_argument("name", choices=available_teachers(), metavar="NAME", help=f"teacher name: {', '.join(available_teachers())}")
+    trial.add_argument("--set", dest="teacher_set", nargs="+", default=[], metavar="KEY=VALUE", help="teacher options (YAML values), e.g. weights=PATH device=cuda")
+    trial.add_argument("--teacher-config", type=Path, help="YAML file with the teacher config (name + options)")
+    trial.add_argument("--views", type=int, default=2, help="views in the example (default 2; DUSt3R runs its global alignment from 3)")
+    trial.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="image size (default 224 224; with --dataset: dataset.image_shape)")
+    trial.add_argument("--seed", type=int, default=0, help="seed of the synthetic room (default 0)")
+    trial.add_argument("--dataset", type=Path, nargs="+", metavar="ROOT", help="take the example from this dataset instead")
+    trial.add_argument("--stage", choices=["train", "test"], default="test")
+    trial.add_argument("--dataset-name", help="dataset.name (default: synthetic when synthetic.json exists, else re10k)")
+    trial.add_argument("--dataset-set", nargs="+", default=[], metavar="KEY=VALUE", help="other dataset options (YAML values)")
+    trial.set_defaults(func=run_check)
 
     build = actions.add_parser("precompute", help="run a teacher over a dataset split and store its pointmaps")
     build.add_argument("--dataset", type=Path, nargs="+", required=True, metavar="ROOT", help="dataset root(s) with train/ and test/")
     build.add_argument("--out", type=Path, required=True, help="cache folder (created; an existing one is resumed)")
     build.add_argument("--stage", choices=["train", "test"], default="train")
-    build.add_argument("--teacher", default="synthetic", help="teacher name (see `pmsplat teacher list`; default synthetic)")
+    build.add_argument("--teacher", default="synthetic", choices=available_teachers(), help="teacher name (default synthetic; `pmsplat teacher list` says what each needs)")
     build.add_argument("--set", dest="teacher_set", nargs="+", default=[], metavar="KEY=VALUE", help="teacher options (YAML values)")
     build.add_argument("--teacher-config", type=Path, help="YAML file with the teacher config (name + options)")
     build.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="dataset.image_shape (crop-shim output)")
@@ -102,6 +122,46 @@ def _dataset_config(args: argparse.Namespace):
     return dataclasses.replace(DatasetCfg(roots=roots), **overrides)
 
 
+def run_check(args: argparse.Namespace) -> int:
+    from splatcore.dataset import DatasetError
+
+    from pmsplat.errors import PMSplatError
+    from pmsplat.teachers.check import check_teacher, dataset_example, synthetic_example
+    from pmsplat.teachers.registry import build_teacher, needs_pointmap, teacher_identity
+
+    from pmsplat.teachers.registry import TEACHERS
+
+    args.teacher = args.name
+    if TEACHERS[args.name].config_name is None:
+        print(f"pmsplat teacher check: teacher {args.name!r} is built in code around given tensors; there is nothing to check.", file=sys.stderr)
+        return 2
+    try:
+        config = _teacher_config(args)
+        if config.get("name") != args.name:
+            print(f"pmsplat teacher check: --teacher-config names teacher {config.get('name')!r}, not {args.name!r}.", file=sys.stderr)
+            return 2
+        identity = teacher_identity(config)
+        print(f"teacher:     {args.name} {identity['options']}")
+        start = time.perf_counter()
+        teacher = build_teacher(config)
+        print(f"loaded:      {type(teacher).__name__} in {time.perf_counter() - start:.2f} s")
+        if args.dataset:
+            example = dataset_example(_dataset_config(args), args.stage, args.views, needs_pointmap(config))
+        else:
+            height, width = args.image_shape or (224, 224)
+            example = synthetic_example(args.views, height, width, args.seed)
+        print(f"example:     {args.views} views of {example.source}")
+        report = check_teacher(teacher, example)
+    except (PMSplatError, DatasetError) as error:
+        print(f"pmsplat teacher check: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(report.lines()))
+    if not report.ok:
+        return 1
+    print(f"OK: teacher {args.name!r} works here.")
+    return 0
+
+
 def run_precompute(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from splatcore.dataset import DatasetError
@@ -163,8 +223,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from pmsplat.teachers.registry import TEACHERS
+    from pmsplat.teachers.registry import TEACHERS, available_teachers
 
-    for name, spec in sorted(TEACHERS.items()):
+    for name in available_teachers():
+        spec = TEACHERS[name]
         print(f"{name:10s} {spec.module}.{spec.class_name}  needs: {spec.install}")
+    print("After installing one, try it with:  pmsplat teacher check NAME [--set weights=PATH device=cuda]")
     return 0

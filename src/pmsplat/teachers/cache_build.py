@@ -7,9 +7,14 @@ What the cache is computed from (the frame-set policy, ``FramePolicyCfg``):
   mutually consistent pointmaps. Cost: one call with N views (VGGT handles a few hundred frames
   per call on a large GPU; the synthetic teacher any number).
 - ``windows``: consecutive windows of ``window`` frames overlapping by ``overlap`` frames; each
-  window after the first is brought into the first window's frame by a confidence-weighted
-  similarity fit on the overlap frames (:func:`pmsplat.align.similarity_align`), so the scene still
-  has one frame, up to the fit's residual. Use it when a whole scene does not fit one call.
+  window after the first is brought into the first window's frame by a similarity fitted on the
+  overlap frames (:func:`window_transform`), so the scene still has one frame, up to the fit's
+  residual. The scale of each window is **re-normalised** to the chain's: it is the ratio of the
+  confidence-weighted RMS spreads of the overlap points, not the least-squares (Umeyama) scale,
+  which shrinks towards 0 as the two windows' predictions decorrelate and would compound from
+  window to window (×0.4–0.55 per window with poor predictions, issue #17). Use it when a whole
+  scene does not fit one call; for DUSt3R (V·(V−1) pair passes per call) also see its
+  ``pair_window`` / ``max_pairs`` options, which keep one global alignment per call affordable.
 
 Consequence (measured in ``benchmarks/results/teachers.md``): the cached pointmap of a context set
 is *not* what the teacher would return when run on exactly those views. A multi-view teacher's
@@ -206,6 +211,41 @@ def _run_teacher(teacher: Teacher, images: Tensor, scene: str, indices: Tensor, 
     return points, confidence
 
 
+def window_transform(
+    source: Float[Tensor, "point 3"],
+    target: Float[Tensor, "point 3"],
+    weights: Float[Tensor, "point"] | None = None,
+):
+    """The similarity x -> s R x + t that brings a window's overlap points ``source`` onto the
+    chain's ``target`` (same pixels), float64.
+
+    s = the ratio of the (weighted) RMS distances of target and source to their weighted
+    centroids, so a window keeps the chain's scale however noisy the two predictions are; R, t =
+    the weighted rigid fit (:func:`pmsplat.align.similarity_align` with the scale fixed) of s·source
+    onto target. For source and target related by an exact similarity, s, R, t are that
+    similarity (the same result as the Umeyama fit). Returns a
+    :class:`pmsplat.align.SimilarityTransform` with batch size 1.
+    """
+    from pmsplat.align import SimilarityTransform, similarity_align
+
+    source, target = source.double(), target.double()
+    w = torch.ones(source.shape[0], dtype=torch.float64) if weights is None else weights.double().clamp_min(0)
+    total = w.sum()
+    if not total > 0:
+        raise InputError("window_transform: the overlap frames have zero total confidence; cannot stitch the windows.")
+
+    def spread(points: Tensor) -> Tensor:
+        centre = (w[:, None] * points).sum(0) / total
+        return torch.sqrt((w * (points - centre).square().sum(-1)).sum() / total)
+
+    source_spread, target_spread = spread(source), spread(target)
+    if not (source_spread > 0 and target_spread > 0):
+        raise InputError("window_transform: the overlap points of a window collapse to one point; cannot stitch the windows.")
+    scale = target_spread / source_spread
+    _, rigid = similarity_align((scale * source)[None], target[None], w[None], with_scale=False)
+    return SimilarityTransform(scale[None], rigid.rotation, rigid.translation)
+
+
 def run_frame_policy(
     teacher: Teacher,
     images: Float[Tensor, "frame 3 height width"],
@@ -218,8 +258,6 @@ def run_frame_policy(
     all_indices = torch.arange(frames)
     if policy.kind == "scene" or frames <= policy.window:
         return _run_teacher(teacher, images, scene, all_indices, pointmap)
-    from pmsplat.align import similarity_align
-
     stride = policy.window - policy.overlap
     starts = list(range(0, frames - policy.overlap, stride))
     points = torch.full((frames, *images.shape[-2:], 3), float("nan"))
@@ -234,12 +272,12 @@ def run_frame_policy(
                 confidence = torch.ones(frames, *images.shape[-2:])
         else:
             shared = window[: policy.overlap]
-            source = window_points[: policy.overlap].reshape(1, -1, 3).double()
-            target = points[shared].reshape(1, -1, 3).double()
+            source = window_points[: policy.overlap].reshape(-1, 3)
+            target = points[shared].reshape(-1, 3)
             weights = None
             if window_confidence is not None:
-                weights = (window_confidence[: policy.overlap] * confidence[shared]).reshape(1, -1).double()
-            _, transform = similarity_align(source, target, weights)
+                weights = (window_confidence[: policy.overlap] * confidence[shared]).reshape(-1)
+            transform = window_transform(source, target, weights)
             window_points = transform.apply(window_points.reshape(1, -1, 3).double()).reshape(window_points.shape).float()
         fresh = window[window >= (start + policy.overlap if position else 0)]
         points[fresh] = window_points[fresh - start]

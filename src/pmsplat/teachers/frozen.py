@@ -1,15 +1,36 @@
-"""What every wrapped pretrained teacher model shares: freezing, device/dtype choice, weight loading."""
+"""What every wrapped pretrained teacher model shares: freezing, device/dtype choice, weight loading.
+
+Weights (``teacher.weights``) are one of
+
+- a local **file**: a torch checkpoint (``.pt``/``.pth``/``.bin``/``.ckpt``: a state dict, or a dict
+  with the state dict under ``model``) or a ``.safetensors`` state dict. Torch files are read with
+  ``torch.load(weights_only=True)``; the only Python object allowed besides tensors and plain
+  containers is an ``argparse.Namespace`` (what official DUSt3R checkpoints keep under ``args``);
+- a local **folder** in the Hugging Face layout (``config.json`` + ``model.safetensors``, what
+  ``save_pretrained`` / a hub snapshot holds), given as an absolute or a relative path alike;
+- otherwise a Hugging Face **hub id** (``org/name``), loaded through the package's
+  ``from_pretrained`` (the hub cache, or a download where there is network).
+
+A path-looking value that does not exist, and a hub id that cannot be loaded, are one
+:class:`~pmsplat.errors.MissingWeightsError` naming what was tried and how to fix it.
+"""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from pathlib import Path
+import argparse
+import json
+import os
+import pickle
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
-from pmsplat.errors import MissingWeightsError, PMSplatError
+from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PMSplatError
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -42,48 +63,173 @@ def autocast_context(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+HF_WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where ``teacher.weights`` points: ``kind`` file / folder (``path`` resolved, absolute) or
+    hub (``path`` is the hub id)."""
+
+    kind: Literal["file", "folder", "hub"]
+    path: str
+
+
+def _looks_like_path(weights: str) -> bool:
+    """A value that can only be meant as a path: a weight-file suffix, an explicit root/home/dot
+    prefix, or more than one separator (hub ids are ``org/name``)."""
+    return (
+        weights.endswith(WEIGHT_SUFFIXES)
+        or weights.startswith(("/", "./", "../", "~", ".\\"))
+        or weights.count("/") > 1
+        or "\\" in weights
+        or weights in (".", "..")
+    )
+
+
+def resolve_weights(weights: str, teacher_name: str, hint: str = "") -> WeightsSource:
+    """Classify ``teacher.weights`` (see the module docstring). An existing file or folder wins over
+    a hub id of the same spelling; a path-looking value that does not exist is an error."""
+    if not isinstance(weights, str) or not weights.strip():
+        raise InputError(f"{teacher_name}: teacher.weights must be a local file/folder path or a Hugging Face hub id, got {weights!r}.")
+    path = Path(weights).expanduser()
+    if path.is_file():
+        return WeightsSource("file", str(path.resolve()))
+    if path.is_dir():
+        return WeightsSource("folder", str(path.resolve()))
+    if _looks_like_path(weights):
+        raise MissingWeightsError(
+            f"{teacher_name} weights not found at {path.resolve() if not path.is_absolute() else path}. "
+            + (hint or "Download them on a machine with internet and pass the local path (teacher.weights=/path/to/file).")
+        )
+    return WeightsSource("hub", weights)
+
+
+def read_checkpoint(path: str | Path, teacher_name: str) -> dict:
+    """A weights file as a dict: ``.safetensors`` -> ``{"model": state_dict, "metadata": {...}}``;
+    torch files -> the loaded object, read with ``weights_only=True`` and ``argparse.Namespace``
+    allow-listed (official DUSt3R checkpoints: ``{"model": state_dict, "args": Namespace(...)}``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                state = {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception as error:  # safetensors raises its own error types for a corrupt header
+            raise PMSplatError(f"{teacher_name}: {path} is not a readable .safetensors file ({type(error).__name__}: {error}).") from error
+        return {"model": state, "metadata": metadata}
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()
+        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
+        raise PMSplatError(
+            f"{teacher_name}: {path} holds Python objects other than tensors, plain containers and an "
+            f"argparse.Namespace ({detail.strip()}). pmsplat reads checkpoints with torch.load(weights_only=True) and "
+            "does not unpickle arbitrary objects. If you trust the file, re-save it as {'model': state_dict} (or "
+            "as .safetensors) and pass that file."
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise PMSplatError(f"{teacher_name}: {path} is not a readable torch checkpoint ({type(error).__name__}: {error}).") from error
+    if not isinstance(loaded, dict):
+        raise PMSplatError(f"{teacher_name}: {path} holds a {type(loaded).__name__}, expected a state dict or a dict with 'model'.")
+    return loaded
+
+
+def state_dict_of(checkpoint: dict, teacher_name: str, path: str | Path) -> dict:
+    """The state dict inside a checkpoint dict: its ``model`` (or ``state_dict``) entry when that
+    is a dict, else the checkpoint itself when all its values are tensors."""
+    for key in ("model", "state_dict"):
+        if isinstance(checkpoint.get(key), dict):
+            return checkpoint[key]
+    if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+        return checkpoint
+    raise PMSplatError(
+        f"{teacher_name}: {path} has no state dict (keys {sorted(map(str, checkpoint))[:8]}); expected a state dict or "
+        "a dict with the state dict under 'model'."
+    )
+
+
+def load_state(model: nn.Module, state: dict, teacher_name: str, path: str | Path) -> nn.Module:
+    """``model.load_state_dict(state)``; any missing or unexpected key is an error naming a few."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise PMSplatError(
+            f"{teacher_name} weights {path} do not match the model: {len(missing)} missing keys "
+            f"(e.g. {list(missing)[:3]}), {len(unexpected)} unexpected keys (e.g. {list(unexpected)[:3]}). "
+            "Check that the file is the right checkpoint for this teacher (and, where the architecture is "
+            "configurable, that it matches the file)."
+        )
+    return model
+
+
+def check_hf_folder(path: str | Path, teacher_name: str) -> None:
+    """A Hugging Face–layout folder holds ``model.safetensors`` (and usually ``config.json``)."""
+    path = Path(path)
+    if not (path / HF_WEIGHTS_FILE).is_file():
+        found = sorted(entry.name for entry in path.iterdir())[:10]
+        raise MissingWeightsError(
+            f"{teacher_name}: the folder {path} is not a Hugging Face model folder: it has no {HF_WEIGHTS_FILE} "
+            f"(found {found}). Pass the folder that save_pretrained / a hub snapshot wrote, or a weights file."
+        )
+
+
+def read_folder_config(path: str | Path) -> dict:
+    """``config.json`` of a Hugging Face–layout folder ({} when absent)."""
+    config = Path(path) / "config.json"
+    return json.loads(config.read_text()) if config.is_file() else {}
+
+
 def load_weights(
     weights: str,
     build_empty: Callable[[], nn.Module],
-    from_hub: Callable[[str], nn.Module],
+    from_pretrained: Callable[[str], nn.Module],
     teacher_name: str,
+    hint: str = "",
+    build_from_checkpoint: Callable[[dict, Path], nn.Module] | None = None,
 ) -> nn.Module:
-    """Load a teacher's weights from a local file (a state dict saved with torch.save or a
-    .safetensors file) or, when ``weights`` is not an existing path, from the Hugging Face hub id.
+    """Load a teacher model from ``weights`` (see the module docstring).
 
-    A path-looking string that does not exist, and a hub download that fails (no network, unknown
-    id), both raise one error that names what was tried and how to fix it.
+    build_empty: the model with its default architecture (for a bare state dict file).
+    from_pretrained: the package's loader for hub ids and Hugging Face folders.
+    build_from_checkpoint: optional ``(checkpoint dict, path) -> model`` for checkpoint files that
+    describe their own architecture (DUSt3R); the state dict is loaded into what it returns.
+    hint: what to tell the user when the weights cannot be found or fetched.
     """
-    path = Path(weights).expanduser()
-    looks_like_path = path.suffix in {".pt", ".pth", ".bin", ".safetensors", ".ckpt"} or weights.startswith(("/", "./", "~"))
-    if path.is_file():
-        model = build_empty()
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            state = state["model"]
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
+    source = resolve_weights(weights, teacher_name, hint)
+    if source.kind == "file":
+        path = Path(source.path)
+        checkpoint = read_checkpoint(path, teacher_name)
+        model = build_from_checkpoint(checkpoint, path) if build_from_checkpoint is not None else build_empty()
+        return load_state(model, state_dict_of(checkpoint, teacher_name, path), teacher_name, path)
+    if source.kind == "folder":
+        check_hf_folder(source.path, teacher_name)
+        try:
+            return from_pretrained(source.path)
+        except (MissingDependencyError, PMSplatError):
+            raise
+        except Exception as error:
             raise PMSplatError(
-                f"{teacher_name} weights {path} do not match the model: {len(missing)} missing keys "
-                f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]}). "
-                "Check that the file is the right checkpoint for this teacher."
-            )
-        return model
-    if looks_like_path:
-        raise MissingWeightsError(
-            f"{teacher_name} weights not found at {path}. Download them on a machine with internet "
-            f"and pass the local file path (teacher.weights=/path/to/file)."
-        )
+                f"{teacher_name}: could not load the model folder {source.path} ({type(error).__name__}: {error})."
+            ) from error
     try:
-        return from_hub(weights)
+        return from_pretrained(source.path)
+    except (MissingDependencyError, PMSplatError):
+        raise
     except Exception as error:  # network / hub errors have many types; re-raise with the fix
         raise MissingWeightsError(
             f"{teacher_name}: could not load '{weights}' from the Hugging Face hub ({type(error).__name__}: "
-            f"{error}). Without network access, download the weights elsewhere and pass a local path "
-            "(teacher.weights=/path/to/model.pt)."
+            f"{error}). "
+            + (hint or "Without network access, download the weights elsewhere and pass a local path "
+               "(teacher.weights=/path/to/model.pt or a model folder).")
         ) from error
+
+
+def env_path(name: str) -> str | None:
+    """An environment variable holding a path (None when unset or empty)."""
+    value = os.environ.get(name, "").strip()
+    return value or None

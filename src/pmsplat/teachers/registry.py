@@ -9,13 +9,14 @@ teacher's dataclass config; unknown names and unknown options are errors naming 
 name       class (config)                               needs
 ========== ============================================ ==============================================
 vggt       VGGTTeacher (VGGTTeacherCfg)                 ``pip install "vggt @ git+https://github.com/facebookresearch/vggt"``
-dust3r     DUSt3RTeacher (DUSt3RTeacherCfg)             ``pip install "dust3r @ git+https://github.com/naver/dust3r"``
-da3        DA3Teacher (DA3TeacherCfg)                   ``pip install depth-anything-3``
+dust3r     DUSt3RTeacher (DUSt3RTeacherCfg)             a recursive clone of naver/dust3r (``teacher.repo``)
+da3        DA3Teacher (DA3TeacherCfg)                   ``pip install depth-anything-3 addict``
 synthetic  SyntheticTeacher (SyntheticTeacherCfg)       ground-truth pointmaps (``dataset.load_pointmap=true``)
 cache      CacheTeacher (CacheTeacherCfg)               a cache from ``pmsplat teacher precompute``
 tensor     TensorTeacher (its config)                   pmsplat.teachers.tensor (when installed in the tree)
 ========== ============================================ ==============================================
 
+The exact install instructions are ``TEACHERS[name].install`` (what ``pmsplat teacher list`` prints).
 A missing optional package surfaces as :class:`~pmsplat.errors.MissingDependencyError` whose
 message carries the pip command; nothing is imported or downloaded before ``build_teacher`` runs.
 """
@@ -48,9 +49,13 @@ class TeacherSpec:
 TEACHERS: dict[str, TeacherSpec] = {
     "vggt": TeacherSpec("pmsplat.teachers.vggt", "VGGTTeacher", "VGGTTeacherCfg",
                         'pip install "vggt @ git+https://github.com/facebookresearch/vggt"'),
+    # naver/dust3r is not pip-installable (no setup.py/pyproject.toml; CroCo is a git submodule)
     "dust3r": TeacherSpec("pmsplat.teachers.dust3r", "DUSt3RTeacher", "DUSt3RTeacherCfg",
-                          'pip install "dust3r @ git+https://github.com/naver/dust3r"'),
-    "da3": TeacherSpec("pmsplat.teachers.da3", "DA3Teacher", "DA3TeacherCfg", "pip install depth-anything-3"),
+                          "git clone --recursive https://github.com/naver/dust3r /path/to/dust3r && "
+                          "pip install -r /path/to/dust3r/requirements.txt, then set teacher.repo=/path/to/dust3r "
+                          "(or PMSPLAT_DUST3R_REPO=/path/to/dust3r)",
+                          identity_excludes=("device", "repo", "progress")),
+    "da3": TeacherSpec("pmsplat.teachers.da3", "DA3Teacher", "DA3TeacherCfg", "pip install depth-anything-3 addict"),
     "synthetic": TeacherSpec("pmsplat.teachers.synthetic", "SyntheticTeacher", "SyntheticTeacherCfg",
                              "ground-truth pointmaps (synthetic benchmark, dataset.load_pointmap=true)", needs_pointmap=True),
     "cache": TeacherSpec("pmsplat.teachers.cache", "CacheTeacher", "CacheTeacherCfg",

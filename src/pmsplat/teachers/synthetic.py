@@ -132,6 +132,12 @@ class SyntheticTeacher:
     def __init__(self, cfg: SyntheticTeacherCfg | None = None) -> None:
         self.cfg = cfg or SyntheticTeacherCfg()
 
+    def output_frame(self, views: int) -> str:
+        """The frame of the returned points (the same for any number of views)."""
+        if not self.cfg.frame:
+            return "the ground truth's world frame (frame=false)"
+        return "a random similarity transform of the ground truth's world frame, fixed per example (seed, scene, frames)"
+
     def __call__(
         self,
         images: Float[Tensor, "batch view 3 height width"],

@@ -4,9 +4,11 @@ Needs the ``vggt`` package (MIT code)::
 
     pip install "vggt @ git+https://github.com/facebookresearch/vggt"
 
-and its weights, either a Hugging Face hub id (``facebook/VGGT-1B``, downloaded at construction
-when the machine has network access; check its licence) or a local file with the state dict.
-Nothing is downloaded at import.
+and its weights (``teacher.weights``): a Hugging Face hub id (``facebook/VGGT-1B``, from the hub
+cache or downloaded at construction when the machine has network access; check its licence), a
+local state-dict file (``.pt``/``.pth``/``.safetensors``, e.g. the hub's ``model.pt``) or a local
+Hugging Face model folder (``config.json`` + ``model.safetensors``), absolute or relative paths
+alike. Nothing is downloaded at import. ``pmsplat teacher check vggt`` tries the setup out.
 
 The model is frozen (eval mode, no gradients) and held as a plain attribute of a plain Python
 object, so it never enters an optimizer or a checkpoint. Inference runs under autocast bf16 on
@@ -18,7 +20,8 @@ Two sources of points (``points_from``):
   ``world_points_conf``.
 - ``depth_and_cameras``: points unprojected from VGGT's depth map with its predicted cameras,
   which VGGT's README reports as more accurate; confidence = ``depth_conf``.
-Both are in VGGT's frame (first camera, VGGT's normalised scale).
+Both are in VGGT's frame: the first view's camera (OpenCV axes: x right, y down, z forward) is
+the world, in VGGT's normalised scale, whatever the number of views.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from pmsplat.errors import MissingDependencyError
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import autocast_context, default_device, freeze, inference_dtype, load_weights
 from pmsplat.teachers.geometry import unproject_depth
 
-VGGT_PIP = 'pip install "vggt @ git+https://github.com/facebookresearch/vggt"'
+WEIGHTS_HINT = (
+    "Without network access, download facebook/VGGT-1B (its model.pt, or the whole snapshot folder) on a machine "
+    "with internet and pass the local path: teacher.weights=/path/to/model.pt or teacher.weights=/path/to/folder."
+)
 
 
 @dataclass
@@ -47,20 +52,19 @@ class VGGTTeacherCfg:
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
 
 
+def _import(module: str, name: str):
+    from pmsplat.teachers.imports import import_names
+    from pmsplat.teachers.registry import TEACHERS
+
+    return import_names(module, [name], "The VGGT teacher", ("vggt",), TEACHERS["vggt"].install)[0]
+
+
 def _import_vggt():
-    try:
-        from vggt.models.vggt import VGGT
-    except ImportError as error:
-        raise MissingDependencyError("vggt", "The VGGT teacher", VGGT_PIP) from error
-    return VGGT
+    return _import("vggt.models.vggt", "VGGT")
 
 
 def _import_pose_decoder():
-    try:
-        from vggt.utils.pose_enc import pose_encoding_to_extri_intri
-    except ImportError as error:
-        raise MissingDependencyError("vggt", "VGGT depth+camera points", VGGT_PIP) from error
-    return pose_encoding_to_extri_intri
+    return _import("vggt.utils.pose_enc", "pose_encoding_to_extri_intri")
 
 
 class VGGTTeacher:
@@ -73,10 +77,14 @@ class VGGTTeacher:
         self.device = default_device(self.cfg.device)
         if model is None:
             vggt_class = _import_vggt()
-            model = load_weights(self.cfg.weights, vggt_class, vggt_class.from_pretrained, "VGGT")
+            model = load_weights(self.cfg.weights, vggt_class, vggt_class.from_pretrained, "VGGT", WEIGHTS_HINT)
         self.model = freeze(model).to(self.device)
         self.dtype = inference_dtype(self.device, self.cfg.dtype)
         self.last_seconds = 0.0
+
+    def output_frame(self, views: int) -> str:
+        """The frame of the returned points (the same for any number of views)."""
+        return "first view's camera frame (OpenCV: x right, y down, z forward), VGGT's normalised scale"
 
     @torch.no_grad()
     def __call__(
