@@ -31,7 +31,7 @@ Output frame and cost:
   MST initialisation): the points are in the alignment's world frame and scale. Pairs per call:
   complete graph (``pair_window: null``) V·(V−1), e.g. 12 for 4 views, 1,332 for a 37-frame
   scene; a window graph (``pair_window: k``, each view with the next k views, both orders)
-  2·(k·V − k(k+1)/2), e.g. 280 for V = 37, k = 4. ``max_pairs`` caps the count: a graph with
+  2·(k·V − k(k+1)/2), e.g. 276 for V = 37, k = 4. ``max_pairs`` caps the count: a graph with
   more pairs is narrowed to the widest window that fits. On CPU a pair pass of the ViT-L/512
   model takes about 2.7 s (1,332 pairs ≈ 1 h, measured for issue #17); ``pmsplat teacher check
   dust3r --views N`` measures it on your machine. Progress (pairs, alignment steps) is shown

@@ -156,7 +156,15 @@ def state_dict_of(checkpoint: dict, teacher_name: str, path: str | Path) -> dict
 
 def load_state(model: nn.Module, state: dict, teacher_name: str, path: str | Path) -> nn.Module:
     """``model.load_state_dict(state)``; any missing or unexpected key is an error naming a few."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even with strict=False
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        raise PMSplatError(
+            f"{teacher_name} weights {path} do not match the model: {'; '.join(details[:3]) or error}. Check that the "
+            "file is the right checkpoint for this teacher (and, where the architecture is configurable, that it "
+            "matches the file)."
+        ) from error
     if missing or unexpected:
         raise PMSplatError(
             f"{teacher_name} weights {path} do not match the model: {len(missing)} missing keys "
