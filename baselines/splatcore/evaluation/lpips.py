@@ -298,15 +298,16 @@ class LPIPS(nn.Module):
         super().__init__()
         paths = find_lpips_weights(vgg16_path, linear_path)
         self.weight_paths = paths
-        self.net = VGG16Features()
-        self.lins = LPIPSLinearHeads()
+        with torch.device("meta"):  # shapes only: every tensor is replaced by a loaded one below
+            self.net = VGG16Features()
+            self.lins = LPIPSLinearHeads()
         vgg_file = _load_file(paths.vgg16, "VGG16 backbone", _vgg16_help())
         same_file = paths.linear.resolve() == paths.vgg16.resolve()  # the converted file holds both
         lin_file = vgg_file if same_file else _load_file(paths.linear, "linear-head", _linear_help())
         vgg_state = _check_and_pick(vgg_file, self.net.state_dict(), paths.vgg16, "VGG16 backbone", _vgg16_help())
         lin_state = _check_and_pick(lin_file, self.lins.state_dict(), paths.linear, "linear-head", _linear_help())
-        self.net.load_state_dict({k: v.float() for k, v in vgg_state.items()}, strict=True)
-        self.lins.load_state_dict({k: v.float() for k, v in lin_state.items()}, strict=True)
+        self.net.load_state_dict({k: v.float() for k, v in vgg_state.items()}, strict=True, assign=True)
+        self.lins.load_state_dict({k: v.float() for k, v in lin_state.items()}, strict=True, assign=True)
         self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).reshape(1, 3, 1, 1), persistent=False)
         _freeze_to_nonpersistent_buffers(self)
