@@ -7,6 +7,8 @@ Public API::
     depth_boundary_mask(depth (B,H,W), *, rel_jump=0.1, band_px=2, valid=None) -> bool (B,H,W)
     depth_edges(depth (B,H,W), *, rel_jump=0.1, valid=None) -> bool (B,H,W)
     camera_z_depth(points (B,H,W,3), extrinsics c2w (B,4,4)) -> (B,H,W)
+    context_coverage(depth (V,H,W), c2w (V,4,4), K (V,3,3), context c2w (C,4,4), context K (C,3,3))
+        -> bool (V,H,W): target pixels inside a context view's frustum
     masked_psnr(gt, pred (B,3,H,W), mask (B,H,W), *, empty="nan") -> (B,)
     depth_errors(pred_depth, gt_depth (B,H,W), mask=None, *, reduction="pooled")
         -> {"abs_rel", "rmse", "delta1"}
@@ -17,21 +19,25 @@ Public API::
     plot_render_comparison(target, baseline, pmloss, path)
     plot_point_clouds(pred_baseline, pred_pm, teacher, gt, path)
     plot_loss_curves(curves, path)
+    plot_gain_scatter(panels, path): per-variant PSNR gain vs geometry gain (ablation figure)
 """
 
 from .boundary import camera_z_depth, depth_boundary_mask, depth_edges
-from .figures import plot_loss_curves, plot_point_clouds, plot_render_comparison
+from .coverage import context_coverage
+from .figures import plot_gain_scatter, plot_loss_curves, plot_point_clouds, plot_render_comparison
 from .geometry import depth_errors, floating_fraction, point_to_surface, scene_scale
 from .image_metrics import masked_psnr
 from .tables import read_table_csv, write_table
 
 __all__ = [
     "camera_z_depth",
+    "context_coverage",
     "depth_boundary_mask",
     "depth_edges",
     "depth_errors",
     "floating_fraction",
     "masked_psnr",
+    "plot_gain_scatter",
     "plot_loss_curves",
     "plot_point_clouds",
     "plot_render_comparison",

@@ -15,6 +15,7 @@ the "front" view x against -y).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +216,62 @@ def plot_loss_curves(
     return _save(figure, path)
 
 
+@dataclass
+class GainPoint:
+    """One variant in :func:`plot_gain_scatter`: mean and std (over seeds) of the two gains."""
+
+    label: str
+    x: float
+    x_std: float
+    y: float
+    y_std: float
+
+
+def plot_gain_scatter(
+    panels: Mapping[str, Sequence[GainPoint]],
+    path: str | Path,
+    *,
+    xlabel: str = "geometry gain",
+    ylabel: str = "PSNR gain (dB)",
+    title: str = "",
+    panel_px: int = 520,
+    height_px: int = 520,
+) -> Path:
+    """One scatter panel per entry ``panel title -> points`` (side by side), each point a labelled
+    variant with error bars (std over seeds); dashed lines at x = 0 and y = 0 split the plane
+    into "better on both" (upper right) and the trade-offs. Non-finite points are skipped and
+    listed in the panel. PNG of ``(len(panels) * panel_px) x height_px`` pixels."""
+    if not panels:
+        raise InputError("plot_gain_scatter: 'panels' is empty; pass {title: [GainPoint, ...]}.")
+    figure = _figure(len(panels) * panel_px, height_px)
+    width = len(panels)
+    for column, (name, points) in enumerate(panels.items()):
+        axes = figure.add_axes(((column + 0.16) / width, 0.12, 0.78 / width, 0.76))
+        skipped = []
+        for index, point in enumerate(points):
+            values = (point.x, point.y)
+            if not all(np.isfinite(values)):
+                skipped.append(point.label)
+                continue
+            errors = [0.0 if not np.isfinite(e) else e for e in (point.x_std, point.y_std)]
+            color = f"C{index % 10}"
+            axes.errorbar(point.x, point.y, xerr=errors[0], yerr=errors[1], fmt="o", color=color, capsize=3, markersize=5)
+            axes.annotate(point.label, (point.x, point.y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+        axes.axhline(0.0, color="0.5", linestyle="--", linewidth=0.8)
+        axes.axvline(0.0, color="0.5", linestyle="--", linewidth=0.8)
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
+        axes.set_title(name if not skipped else f"{name} (no value: {', '.join(skipped)})", fontsize=9)
+        axes.grid(True, alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
 __all__ = [
     "HEADER_PX",
+    "GainPoint",
+    "plot_gain_scatter",
     "plot_loss_curves",
     "plot_point_clouds",
     "plot_render_comparison",

@@ -12,7 +12,14 @@ and adds what PM-Loss argues about and the upstream protocol does not measure:
   to the nearest ground-truth surface point (the context views' ground-truth pointmaps), in scene
   units, over all Gaussians and over those from depth-edge pixels;
 - ``floating_fraction``: fraction of Gaussians farther than ``floating_threshold`` x the scene
-  scale (median distance of the ground-truth points to their centroid) from any surface point.
+  scale (median distance of the ground-truth points to their centroid) from any surface point;
+- where the PSNR is lost: ``psnr_interior`` (outside the depth-edge band), ``psnr_covered`` /
+  ``psnr_uncovered`` (target pixels whose surface point lies inside / outside every context
+  view's frustum, :func:`pmsplat.evaluation.context_coverage`) and ``uncovered_fraction``;
+- the collapse diagnostic: ``pred_scale`` (median distance of the predicted Gaussian centres to
+  their centroid), ``gt_scale`` (the same for the ground-truth points of the context views) and
+  ``scale_ratio`` = pred_scale / gt_scale (1 = the right size; a prediction that shrinks into a
+  blob has a ratio well below 1).
 
 The geometric metrics need ground truth (the synthetic benchmark: ``dataset.load_depth`` and
 ``dataset.load_pointmap``); without it those columns are NaN and the report says why.
@@ -33,6 +40,7 @@ from torch import Tensor
 
 from pmsplat.evaluation import (
     camera_z_depth,
+    context_coverage,
     depth_boundary_mask,
     depth_errors,
     masked_psnr,
@@ -168,7 +176,11 @@ def evaluate(
     return EvaluationResult(rows=rows, samples=samples, notes=notes, seconds=time.perf_counter() - start)
 
 
-GEOMETRY_COLUMNS = ("psnr_boundary", "depth_abs_rel", "depth_rmse", "depth_delta1", "p2s_mean", "p2s_boundary", "floating_fraction")
+GEOMETRY_COLUMNS = (
+    "psnr_boundary", "psnr_interior", "psnr_covered", "psnr_uncovered", "uncovered_fraction",
+    "depth_abs_rel", "depth_rmse", "depth_delta1", "p2s_mean", "p2s_boundary", "floating_fraction",
+    "pred_scale", "gt_scale", "scale_ratio",
+)
 
 
 def _geometry_metrics(cfg, gt, pred, boundary, rendered, target, context, means, gt_points) -> dict[str, float]:
@@ -179,15 +191,27 @@ def _geometry_metrics(cfg, gt, pred, boundary, rendered, target, context, means,
     distances = point_to_surface(means[None], gt_points[None])[0]
     context_depth = context["depth"][0] if "depth" in context else camera_z_depth(context["pointmap"][0], context["extrinsics"][0])
     edges = depth_boundary_mask(context_depth, rel_jump=cfg.boundary_rel_jump, band_px=cfg.boundary_band_px).reshape(-1)
-    floating = distances > cfg.floating_threshold * float(scene_scale(gt_points[None])[0])
+    gt_scale = float(scene_scale(gt_points[None])[0])
+    pred_scale = float(scene_scale(means[None])[0])
+    floating = distances > cfg.floating_threshold * gt_scale
+    covered = context_coverage(
+        target["depth"][0], target["extrinsics"][0], target["intrinsics"][0], context["extrinsics"][0], context["intrinsics"][0]
+    ).to(boundary.device)
     return {
         "psnr_boundary": _nanmean(masked_psnr(gt, pred, boundary)),
+        "psnr_interior": _nanmean(masked_psnr(gt, pred, ~boundary)),
+        "psnr_covered": _nanmean(masked_psnr(gt, pred, covered)),
+        "psnr_uncovered": _nanmean(masked_psnr(gt, pred, ~covered)),
+        "uncovered_fraction": float((~covered).double().mean()),
         "depth_abs_rel": float(errors["abs_rel"]),
         "depth_rmse": float(errors["rmse"]),
         "depth_delta1": float(errors["delta1"]),
         "p2s_mean": float(distances.mean()),
         "p2s_boundary": float(distances[edges].mean()) if edges.any() else math.nan,
         "floating_fraction": float(floating.double().mean()),
+        "pred_scale": pred_scale,
+        "gt_scale": gt_scale,
+        "scale_ratio": pred_scale / gt_scale,
     }
 
 
