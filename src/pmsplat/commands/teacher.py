@@ -123,14 +123,17 @@ def _dataset_config(args: argparse.Namespace):
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from splatcore.dataset import DatasetError
-
     from pmsplat.errors import PMSplatError
     from pmsplat.teachers.check import check_teacher, dataset_example, synthetic_example
     from pmsplat.teachers.registry import build_teacher, needs_pointmap, teacher_identity
 
     from pmsplat.teachers.registry import TEACHERS
 
+    errors: tuple[type[Exception], ...] = (PMSplatError,)
+    if args.dataset:  # the data loader (imported only when needed: it is slow to import)
+        from splatcore.dataset import DatasetError
+
+        errors += (DatasetError,)
     args.teacher = args.name
     if TEACHERS[args.name].config_name is None:
         print(f"pmsplat teacher check: teacher {args.name!r} is built in code around given tensors; there is nothing to check.", file=sys.stderr)
@@ -152,7 +155,7 @@ def run_check(args: argparse.Namespace) -> int:
             example = synthetic_example(args.views, height, width, args.seed)
         print(f"example:     {args.views} views of {example.source}")
         report = check_teacher(teacher, example)
-    except (PMSplatError, DatasetError) as error:
+    except errors as error:
         print(f"pmsplat teacher check: {error}", file=sys.stderr)
         return 1
     print("\n".join(report.lines()))

@@ -120,7 +120,8 @@ def _config_class(spec: TeacherSpec, name: str):
 
 def teacher_config(cfg: Any):
     """(name, dataclass config instance) of a teacher config, options checked against the
-    dataclass fields (lists become tuples where the field is a tuple, strings become Paths)."""
+    dataclass fields (lists become tuples where the field is a tuple, strings become Paths,
+    integers become floats where the field is a float)."""
     import dacite
 
     name, spec, options = split_config(cfg)
@@ -137,10 +138,17 @@ def teacher_config(cfg: Any):
     if unknown:
         raise InputError(f"Unknown option(s) {unknown} for teacher {name!r}; valid options: {sorted(fields)}.")
     try:
-        instance = dacite.from_dict(config_class, options, config=dacite.Config(cast=[tuple, Path], strict=True))
+        instance = dacite.from_dict(
+            config_class, options, config=dacite.Config(cast=[tuple, Path], strict=True, type_hooks={float: _int_to_float})
+        )
     except (dacite.DaciteError, TypeError, ValueError) as error:
         raise InputError(f"Invalid options for teacher {name!r}: {error}") from error
     return name, instance
+
+
+def _int_to_float(value: Any) -> Any:
+    """YAML / command-line ``0`` for a float option is 0.0 (bools stay bools and fail the check)."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _jsonable(value: Any) -> Any:
