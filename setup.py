@@ -51,8 +51,10 @@ setup(
     ],
     extras_require={
         # Pointmap teachers; each is optional and its adapter says how to install it when missing.
+        # (DUSt3R is not pip-installable: a recursive git clone + teacher.repo, see the README.)
         "vggt": ["huggingface_hub"],
-        "da3": ["depth-anything-3"],
+        # depth-anything-3 0.1.1 imports addict without declaring it
+        "da3": ["depth-anything-3", "addict"],
         "dev": ["pytest>=8", "pytest-xdist", "pytest-benchmark", "hypothesis"],
     },
     entry_points={"console_scripts": ["pmsplat=pmsplat.cli:main"]},

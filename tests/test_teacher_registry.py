@@ -147,3 +147,30 @@ def test_hydra_teacher_group_configs_build(name, tmp_path):
     # the YAML spells out the defaults: identity equals the bare name's
     if name != "cache":
         assert teacher_identity(dict(node)) == teacher_identity({"name": name})
+
+
+def test_teacher_list_and_check_take_their_names_and_install_lines_from_the_registry(capsys):
+    from pmsplat.cli import build_parser, main
+
+    assert main(["teacher", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[: len(TEACHERS)]] == available_teachers()
+    for name in available_teachers():
+        assert any(line.startswith(name) and TEACHERS[name].install in line for line in lines)
+    parser = build_parser(only="teacher")
+    teacher = next(a for a in parser._subparsers._group_actions[0].choices["teacher"]._subparsers._group_actions)
+    check = teacher.choices["check"]
+    name_action = next(a for a in check._actions if a.dest == "name")
+    assert list(name_action.choices) == available_teachers()
+
+
+def test_dust3r_install_line_is_the_clone_route_and_the_da3_extra_has_addict():
+    import ast
+
+    assert TEACHERS["dust3r"].install.startswith("git clone --recursive https://github.com/naver/dust3r")
+    assert "teacher.repo=" in TEACHERS["dust3r"].install and "pip install \"dust3r" not in TEACHERS["dust3r"].install
+    setup = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    call = next(node for node in ast.walk(ast.parse(setup)) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    extras = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "extras_require"))
+    assert set(extras["da3"]) >= {"depth-anything-3", "addict"}
+    assert "addict" in TEACHERS["da3"].install

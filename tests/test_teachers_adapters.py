@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from pmsplat.errors import MissingDependencyError, MissingWeightsError
+from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError
 from pmsplat.teachers.geometry import unproject_depth
 
 H, W = 28, 42
@@ -67,8 +68,17 @@ class FakeVGGT(nn.Module):
         self.weight = nn.Parameter(torch.ones(3))
         self.calls = []
 
+    pretrained_calls: list = []
+
     @classmethod
     def from_pretrained(cls, name):
+        cls.pretrained_calls.append(name)
+        if Path(name).is_dir():  # the Hugging Face mixin's local-folder route
+            from safetensors.torch import load_file
+
+            model = cls()
+            model.load_state_dict(load_file(str(Path(name) / "model.safetensors")))
+            return model
         raise OSError(f"no network: cannot fetch {name}")
 
     def forward(self, images):
@@ -152,6 +162,27 @@ def test_vggt_missing_weights_and_hub_failure_are_clear(fake_vggt, tmp_path):
         VGGTTeacher(VGGTTeacherCfg(weights="facebook/VGGT-1B", device="cpu"))
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_vggt_folders_load_absolute_and_relative_and_safetensors_files(fake_vggt, tmp_path, monkeypatch, relative):
+    from safetensors.torch import save_file
+
+    from pmsplat.teachers.vggt import VGGTTeacher, VGGTTeacherCfg
+
+    folder = tmp_path / "hf" / "VGGT-1B"
+    folder.mkdir(parents=True)
+    save_file({"weight": torch.tensor([4.0, 5.0, 6.0])}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text("{}")
+    FakeVGGT.pretrained_calls = []
+    if relative:
+        monkeypatch.chdir(tmp_path)
+    teacher = VGGTTeacher(VGGTTeacherCfg(weights="hf/VGGT-1B" if relative else str(folder), device="cpu"))
+    assert torch.equal(teacher.model.weight, torch.tensor([4.0, 5.0, 6.0]))
+    assert FakeVGGT.pretrained_calls == [str(folder.resolve())]
+    teacher = VGGTTeacher(VGGTTeacherCfg(weights=str(folder / "model.safetensors"), device="cpu"))
+    assert torch.equal(teacher.model.weight, torch.tensor([4.0, 5.0, 6.0]))
+    assert "first view's camera frame" in teacher.output_frame(5)
+
+
 def test_vggt_missing_package_names_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "vggt", None)
     monkeypatch.setitem(sys.modules, "vggt.models", None)
@@ -199,5 +230,84 @@ def test_da3_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "depth_anything_3.api", None)
     from pmsplat.teachers.da3 import DA3Teacher
 
-    with pytest.raises(MissingDependencyError, match="pip install depth-anything-3"):
+    with pytest.raises(MissingDependencyError, match="pip install depth-anything-3 addict"):
         DA3Teacher()
+
+
+class FakeDA3Package(nn.Module):
+    """DA3's documented API: ``from_pretrained(folder | hub id)`` and ``inference(frames, **options)``."""
+
+    pretrained_calls: list = []
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1))
+        self.options = []
+
+    @classmethod
+    def from_pretrained(cls, name):
+        cls.pretrained_calls.append(name)
+        if Path(name).is_dir():
+            return cls()
+        raise OSError(f"offline: {name}")
+
+    def inference(self, frames, **options):
+        self.options.append(options)
+        count, (height, width) = len(frames), frames[0].shape[:2]
+        k = np.array([[20.0, 0, width / 2], [0, 20.0, height / 2], [0, 0, 1]], np.float32)
+        return types.SimpleNamespace(
+            depth=np.ones((count, height, width), np.float32), conf=np.ones((count, height, width), np.float32),
+            extrinsics=np.tile(np.eye(4, dtype=np.float32)[:3], (count, 1, 1)), intrinsics=np.tile(k, (count, 1, 1)),
+        )
+
+
+@pytest.fixture
+def fake_da3(monkeypatch):
+    package = types.ModuleType("depth_anything_3")
+    api = types.ModuleType("depth_anything_3.api")
+    api.DepthAnything3 = FakeDA3Package
+    monkeypatch.setitem(sys.modules, "depth_anything_3", package)
+    monkeypatch.setitem(sys.modules, "depth_anything_3.api", api)
+    FakeDA3Package.pretrained_calls = []
+    return FakeDA3Package
+
+
+def test_da3_process_res_and_reference_view_are_options(fake_da3):
+    from pmsplat.teachers.da3 import DA3Teacher, DA3TeacherCfg
+
+    teacher = DA3Teacher(DA3TeacherCfg(device="cpu", process_res=280, ref_view_strategy="first",
+                                       inference_kwargs={"use_ray_pose": True}), model=FakeDA3Package())
+    teacher(torch.rand(1, 3, 3, 14, 28))
+    assert teacher.model.options == [{"process_res": 280, "ref_view_strategy": "first", "use_ray_pose": True}]
+    assert "first view's camera frame" in teacher.output_frame(3)
+    default = DA3Teacher(DA3TeacherCfg(device="cpu"), model=FakeDA3Package())
+    default(torch.rand(1, 2, 3, 14, 28))
+    assert default.model.options == [{"process_res": 504, "ref_view_strategy": "saddle_balanced"}]  # the package defaults
+    assert "first view's camera frame" in default.output_frame(2)
+    assert "reference view" in default.output_frame(3) and "not necessarily the first view" in default.output_frame(3)
+    with pytest.raises(InputError, match=r"set \['process_res'\] as teacher options"):
+        DA3TeacherCfg(inference_kwargs={"process_res": 280})
+    from pmsplat.teachers.registry import teacher_config
+
+    with pytest.raises(InputError, match="Invalid options for teacher 'da3'.*ref_view_strategy"):
+        teacher_config({"name": "da3", "ref_view_strategy": "best"})
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_da3_loads_model_folders_absolute_and_relative(fake_da3, tmp_path, monkeypatch, relative):
+    from pmsplat.teachers.da3 import DA3Teacher, DA3TeacherCfg
+
+    folder = tmp_path / "snapshots" / "DA3-SMALL"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "config.json").write_text("{}")
+    if relative:
+        monkeypatch.chdir(tmp_path)
+    DA3Teacher(DA3TeacherCfg(weights="snapshots/DA3-SMALL" if relative else str(folder), device="cpu"))
+    assert fake_da3.pretrained_calls == [str(folder.resolve())]
+    with pytest.raises(MissingWeightsError, match="is a file; the package loads a model folder"):
+        DA3Teacher(DA3TeacherCfg(weights=str(folder / "model.safetensors"), device="cpu"))
+    with pytest.raises(MissingWeightsError, match="weights not found at"):
+        DA3Teacher(DA3TeacherCfg(weights=str(tmp_path / "nothing"), device="cpu"))
+    with pytest.raises(MissingWeightsError, match=r"hub \(OSError: offline.*teacher.weights=/path/to/snapshot"):
+        DA3Teacher(DA3TeacherCfg(device="cpu"))
