@@ -4,6 +4,7 @@ and rejects unusable files with exit 2."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -18,6 +19,19 @@ def test_cli_passes_on_public_set(shared_dir, capsys):
     assert code == 0, out
     assert "all 14 tensors within tolerance" in out
     assert "inter_cost_volume" in out
+
+
+def test_cli_passes_on_the_three_view_non_square_set(shared_dir, capsys):
+    """public_v3: V = 3, 64x96, coarser subsampling (_every2/4/16, _stride2/4/8), no encoder_config
+    in its metadata (-> the fixture config)."""
+    path = shared_dir / "parity/mvsplat/public_v3.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (public MVSplat parity sets live in ../shared/parity/mvsplat)")
+    code = main(["parity", "--baseline", "mvsplat", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "V=3, 64x96" in out and "all 14 tensors within tolerance" in out
+    assert "gaussians_harmonics_every16" in out and "inter_raw_gaussians_stride8" in out
 
 
 def test_cli_fails_on_tampered_reference(shared_dir, tmp_path, capsys):

@@ -1,9 +1,10 @@
 """Configuration of the MVSplat encoder, with the upstream Hydra keys (``model.encoder.*`` of
 config/model/encoder/costvolume.yaml + config/experiment/re10k.yaml).
 
-Unlike upstream, nothing is read from a global config at construction: ``num_context_views``
-(upstream: ``dataset.view_sampler.num_context_views``, the U-Nets' cross-view group size) is a
-field here, to be filled by whoever builds the encoder.
+Unlike upstream, nothing is read from a global config at construction. Upstream reads
+``dataset.view_sampler.num_context_views`` there and fixes the U-Nets' cross-view group size to
+it; the port takes the view count from each batch instead (see ``EncoderCostVolume.forward``), so
+there is no view-count field: the same encoder runs 2, 3, ... 6 context views.
 """
 
 from __future__ import annotations
@@ -62,5 +63,3 @@ class EncoderCostVolumeCfg:
     wo_backbone_cross_attn: bool = False
     wo_cost_volume_refine: bool = False
     use_epipolar_trans: bool = False
-    # Not an upstream encoder key: upstream reads dataset.view_sampler.num_context_views.
-    num_context_views: int = 2

@@ -47,7 +47,11 @@ class DepthPredictorMultiView(nn.Module):
         depth_unet_*: same for the full-resolution refinement U-Net.
         gaussian_raw_channels: raw Gaussian head channels per pixel (2 offset + 7 + 3 d_sh).
         gaussians_per_pixel: 1 in every released config.
-        num_views: the U-Nets' cross-view group size.
+
+    The view count is not a constructor argument: ``forward`` reads V from its input and sets the
+    U-Nets' cross-view group size to it on every call (upstream fixes it at construction from
+    ``dataset.view_sampler.num_context_views``; the port follows the batch so that the view count
+    may change between batches). The cost volume and the transformer read V from the tensors too.
     """
 
     def __init__(
@@ -63,7 +67,6 @@ class DepthPredictorMultiView(nn.Module):
         depth_unet_channel_mult: tuple[int, ...] = (1, 1, 1, 1, 1),
         gaussian_raw_channels: int = 84,
         gaussians_per_pixel: int = 1,
-        num_views: int = 2,
     ):
         super().__init__()
         self.num_depth_candidates = num_depth_candidates
@@ -83,7 +86,7 @@ class DepthPredictorMultiView(nn.Module):
                 channel_mult=tuple(costvolume_unet_channel_mult),
                 num_head_channels=32,
                 pre_norm=False,
-                num_views=num_views,
+                num_views=2,  # replaced by the batch's V in forward
             ),
             nn.Conv2d(cv_dim, d, 3, 1, 1),
         )  # fmt: skip
@@ -109,7 +112,7 @@ class DepthPredictorMultiView(nn.Module):
                 channel_mult=tuple(depth_unet_channel_mult),
                 num_head_channels=32,
                 pre_norm=False,
-                num_views=num_views,
+                num_views=2,  # replaced by the batch's V in forward
             ),
         )  # fmt: skip
         head_in = depth_unet_feat_dim + 3 + feature_channels
@@ -124,8 +127,8 @@ class DepthPredictorMultiView(nn.Module):
             nn.Conv2d(2 * depth_unet_feat_dim, 2 * gaussians_per_pixel, 3, 1, 1),
         )
 
-    def set_num_views(self, num_views: int) -> None:
-        """Change the U-Nets' cross-view group size."""
+    def _set_num_views(self, num_views: int) -> None:
+        """The U-Nets' cross-view group size (called by ``forward`` with the batch's V)."""
         self.corr_refine_net[3].set_num_views(num_views)
         self.refine_unet[3].set_num_views(num_views)
 
@@ -137,7 +140,7 @@ class DepthPredictorMultiView(nn.Module):
         disparities: Float[Tensor, "vb candidate"],
     ) -> Float[Tensor, "vb candidate h w"]:
         """Correlation of each reference view with every other view (view order rotated by
-        1..V-1), averaged over the other views; (v b) order."""
+        1..V-1), averaged over the V - 1 other views; (v b) order. Any V >= 2."""
         b, v, _, h, w = features.shape
         reference = to_vb(features)
         k = to_vb(pixel_intrinsics(intrinsics.detach(), h, w))
@@ -170,6 +173,7 @@ class DepthPredictorMultiView(nn.Module):
         receives the stage tensors named in the parity README, in (v b) order."""
         b, v, _, h, w = features.shape
         height, width = images.shape[-2:]
+        self._set_num_views(v)  # the one place the U-Nets' view count is set: from the batch
         disparities = inverse_depth_candidates(to_vb(near.detach()), to_vb(far.detach()), self.num_depth_candidates)
         volume = self.cost_volume(features, intrinsics, extrinsics, disparities)
         reference = to_vb(features)

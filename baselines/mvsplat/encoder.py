@@ -56,7 +56,6 @@ class EncoderCostVolume(nn.Module):
             depth_unet_channel_mult=tuple(cfg.depth_unet_channel_mult),
             gaussian_raw_channels=raw_channels,
             gaussians_per_pixel=cfg.gaussians_per_pixel,
-            num_views=cfg.num_context_views,
         )
 
     @staticmethod
@@ -72,8 +71,6 @@ class EncoderCostVolume(nn.Module):
                 "Only num_surfaces = 1 and gaussians_per_pixel = 1 are supported (every released "
                 f"MVSplat config); got {cfg.num_surfaces} and {cfg.gaussians_per_pixel}."
             )
-        if cfg.num_context_views < 2:
-            raise MVSplatConfigError(f"MVSplat needs num_context_views >= 2, got {cfg.num_context_views}.")
 
     @property
     def size_multiple(self) -> int:
@@ -87,11 +84,6 @@ class EncoderCostVolume(nn.Module):
             cfg.downscale_factor * 2 ** (len(cfg.costvolume_unet_channel_mult) - 1),
             2 ** (len(cfg.depth_unet_channel_mult) - 1),
         )
-
-    def set_num_views(self, num_views: int) -> None:
-        """Change the number of context views the U-Nets' cross-view attention expects."""
-        self.cfg.num_context_views = num_views
-        self.depth_predictor.set_num_views(num_views)
 
     def map_pdf_to_opacity(self, pdf: Tensor, global_step: int) -> Tensor:
         """0.5 (1 - (1 - p)^e + p^(1/e)), e = 2^x, x from ``opacity_mapping`` (identity for 0, 0)."""
@@ -111,10 +103,10 @@ class EncoderCostVolume(nn.Module):
                 f"MVSplat needs image sizes that are multiples of {multiple}, got {h}x{w}; apply the "
                 "encoder's data shim (get_data_shim) or crop the images."
             )
-        if v != self.cfg.num_context_views:
+        if v < 2:
             raise MVSplatInputError(
-                f"The encoder was built for {self.cfg.num_context_views} context views but got {v}; "
-                "set num_context_views in the config (or call set_num_views)."
+                f"MVSplat needs at least 2 context views (cross-view attention and the cost volume "
+                f"match each view against the others), got {v}; sample 2 or more context views."
             )
 
     def forward(
@@ -127,6 +119,10 @@ class EncoderCostVolume(nn.Module):
         intermediates: dict[str, Tensor] | None = None,
     ) -> Gaussians:
         """Predict V*H*W Gaussians (view-major, then row-major pixels) from the context views.
+
+        Any V >= 2 and any image size that is a multiple of ``size_multiple`` (16), square or not;
+        V is read from ``context["image"]`` on every call (transformer partners, cost-volume
+        partners and the U-Nets' cross-view groups all follow it), so it may change between batches.
 
         ``deterministic`` and ``scene_names`` are accepted for interface compatibility and
         ignored, as upstream. ``visualization_dump`` receives ``depth`` (B, V, H, W, 1, 1),
