@@ -1,5 +1,15 @@
 """The reproduction report: ``report.md`` (table, configuration, command lines, timings, machine),
-``results.csv`` (one row per variant x seed x split), ``per_scene.csv`` and the PNG figures."""
+``results.csv`` (one row per variant x seed x split), ``per_scene.csv`` and the PNG figures.
+
+Noise first: every row gives the mean ± standard deviation over the seeds, and every comparison
+says whether the difference exceeds the seed spread, by one rule (:func:`compare`):
+
+    a difference of means is called **beyond the seed spread** when
+    ``|mean_b - mean_a| > std_a + std_b`` (sample standard deviations over the seeds, n - 1);
+
+with one seed per side there is no spread and no verdict ("n/a"). With 2 seeds this is a coarse,
+conservative rule (it asks for non-overlapping mean ± std intervals), not a significance test.
+"""
 
 from __future__ import annotations
 
@@ -25,12 +35,34 @@ METRICS: list[tuple[str, str, bool]] = [
     ("p2s_mean", "point-to-surface", False),
     ("p2s_boundary", "point-to-surface (edges)", False),
     ("floating_fraction", "floating Gaussians", False),
+    ("scale_ratio", "scale pred/GT", True),
 ]
+# Where the PSNR is lost: (key, label).
+PSNR_REGIONS: list[tuple[str, str]] = [
+    ("psnr", "all pixels"),
+    ("psnr_interior", "away from depth edges"),
+    ("psnr_boundary", "depth-edge band"),
+    ("psnr_covered", "seen by a context view"),
+    ("psnr_uncovered", "outside every context view"),
+    ("uncovered_fraction", "fraction outside"),
+]
+SPREAD_RULE = (
+    "A difference of means is *beyond the seed spread* when |Δ| > std_a + std_b (sample standard deviations "
+    "over the seeds); with one seed per side there is no verdict. With 2 seeds this is a coarse, conservative "
+    "rule (non-overlapping mean ± std intervals), not a significance test."
+)
+COLLAPSE_NOTE = (
+    "Collapse diagnostic: scale pred/GT = median distance of the predicted Gaussian centres (context views) to "
+    "their centroid over the same for the ground-truth points; 1 is the right size, well below 1 means the "
+    "prediction shrank (PM-Loss with the teacher aligned onto the prediction scales with the prediction's "
+    "squared size)."
+)
 
 
 @dataclass
 class RunRecord:
-    """One evaluated run: variant ("baseline" / "pmloss"), seed, split, averaged metrics."""
+    """One evaluated run: variant ("baseline" / "pmloss" / an ablation variant), seed, split,
+    averaged metrics."""
 
     variant: str
     seed: int
@@ -48,6 +80,8 @@ class ReportInputs:
     notes: list[str] = field(default_factory=list)
     figures: list[tuple[str, str]] = field(default_factory=list)  # (file name, caption)
     paper_reference: list[str] = field(default_factory=list)  # lines; empty on synthetic data
+    recipe: list[tuple[str, str, str]] = field(default_factory=list)  # (key, baseline value, PM value)
+    recipe_source: str = ""  # which two configs the recipe difference was derived from
 
 
 def machine_description() -> str:
@@ -58,13 +92,49 @@ def machine_description() -> str:
     )
 
 
-def _spread(values: Sequence[float]) -> tuple[float, float]:
-    values = [v for v in values if not math.isnan(v)]
+def spread(values: Sequence[float]) -> tuple[float, float, int]:
+    """(mean, sample std, n) of the finite values; std is 0 for n = 1, both NaN for n = 0."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
-        return math.nan, math.nan
+        return math.nan, math.nan, 0
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std, len(values)
+
+
+def _spread(values: Sequence[float]) -> tuple[float, float]:
+    mean, std, _ = spread(values)
     return mean, std
+
+
+@dataclass
+class Comparison:
+    """b - a over seeds: ``delta`` = mean_b - mean_a; ``beyond`` True/False by the spread rule,
+    None when it cannot be decided (a side with fewer than 2 seeds, or no value)."""
+
+    delta: float
+    spread: float  # std_a + std_b
+    beyond: bool | None
+    better: str  # "b", "a" or "equal" (by the metric's direction), "" when delta is NaN
+
+
+def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = True) -> Comparison:
+    """Compare the per-seed values of two variants with the rule of the module docstring."""
+    mean_a, std_a, n_a = spread(a)
+    mean_b, std_b, n_b = spread(b)
+    delta = mean_b - mean_a
+    if math.isnan(delta):
+        return Comparison(delta, math.nan, None, "")
+    limit = std_a + std_b
+    beyond = abs(delta) > limit if min(n_a, n_b) >= 2 else None
+    better = "equal" if delta == 0 else ("b" if (delta > 0) == higher_is_better else "a")
+    return Comparison(delta, limit, beyond, better)
+
+
+def verdict(comparison: Comparison) -> str:
+    if comparison.beyond is None:
+        return "n/a: one seed" if not math.isnan(comparison.delta) else "n/a"
+    return "beyond seed spread" if comparison.beyond else "within seed spread"
 
 
 def _cell(mean: float, std: float, digits: int = 3) -> str:
@@ -73,40 +143,68 @@ def _cell(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _values(records: list[RunRecord], variant: str, split: str, key: str) -> list[float]:
+    return [r.metrics.get(key, math.nan) for r in records if r.variant == variant and r.split == split]
+
+
 def summary_table(records: list[RunRecord], split: str) -> tuple[list[str], list[list[str]]]:
     """Markdown header + rows for one split: a row per variant (mean ± std over seeds) and a row
-    with the PM-Loss minus baseline difference and which side it favours."""
+    with the PM-Loss minus baseline difference, which side it favours and whether it is beyond
+    the seed spread (:func:`compare`)."""
     header = ["variant", "seeds"] + [label for _, label, _ in METRICS]
     rows = []
-    means: dict[str, dict[str, float]] = {}
+    present = []
     for variant in ("baseline", "pmloss"):
         chosen = [r for r in records if r.variant == variant and r.split == split]
         if not chosen:
             continue
+        present.append(variant)
         cells = [variant, str(len(chosen))]
-        means[variant] = {}
         for key, _, _ in METRICS:
-            mean, std = _spread([r.metrics.get(key, math.nan) for r in chosen])
-            means[variant][key] = mean
-            cells.append(_cell(mean, std))
+            cells.append(_cell(*_spread(_values(records, variant, split, key))))
         rows.append(cells)
-    if len(means) == 2:
+    if len(present) == 2:
         cells = ["Δ (PM − base)", ""]
         for key, _, higher in METRICS:
-            delta = means["pmloss"][key] - means["baseline"][key]
-            if math.isnan(delta):
+            result = compare(_values(records, "baseline", split, key), _values(records, "pmloss", split, key), higher)
+            if math.isnan(result.delta):
                 cells.append("n/a")
             else:
-                better = (delta > 0) == higher and delta != 0
-                cells.append(f"{delta:+.3f} ({'PM better' if better else 'base better' if delta else 'equal'})")
+                side = {"b": "PM better", "a": "base better", "equal": "equal"}[result.better]
+                cells.append(f"{result.delta:+.3f} ({side}; {verdict(result)})")
         rows.append(cells)
     return header, rows
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def regions_table(records: list[RunRecord], split: str, variants: Sequence[str] = ("baseline", "pmloss")) -> tuple[list[str], list[list[str]]]:
+    """Where the PSNR is lost: PSNR over all pixels, away from / at depth edges, inside / outside
+    the context views' frusta (mean ± std over seeds), per variant."""
+    header = ["variant"] + [label for _, label in PSNR_REGIONS]
+    rows = []
+    for variant in variants:
+        if not _values(records, variant, split, "psnr"):
+            continue
+        rows.append([variant] + [_cell(*_spread(_values(records, variant, split, key))) for key, _ in PSNR_REGIONS])
+    return header, rows
+
+
+def collapse_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
+    """Per run (variant, seed, split): predicted and ground-truth scale and their ratio."""
+    header = ["variant", "seed", "split", "pred scale", "GT scale", "scale pred/GT"]
+    rows = []
+    for r in sorted(records, key=lambda r: (r.split, r.variant, r.seed)):
+        values = [r.metrics.get(k, math.nan) for k in ("pred_scale", "gt_scale", "scale_ratio")]
+        rows.append([r.variant, str(r.seed), r.split] + ["n/a" if math.isnan(v) else f"{v:.3f}" for v in values])
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+_markdown = markdown
 
 
 def write_results_csv(records: list[RunRecord], path: Path) -> None:
@@ -129,17 +227,50 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     parts.append("## What was run")
     parts += [f"- **{key}**: {value}" for key, value in inputs.settings.items()]
     parts.append("")
-    for split in sorted({r.split for r in inputs.records}):
+    if inputs.recipe or inputs.recipe_source:
+        parts.append("## Recipe: what differs between the two runs")
+        parts.append("")
+        if inputs.recipe_source:
+            parts.append(inputs.recipe_source)
+            parts.append("")
+        if inputs.recipe:
+            parts.append(markdown(["key", "baseline", "+ PM-Loss"], [[f"`{k}`", a, b] for k, a, b in inputs.recipe]))
+        else:
+            parts.append("(no difference found)")
+        parts.append("")
+    splits = sorted({r.split for r in inputs.records})
+    for split in splits:
         parts.append(f"## Results: {split}")
         parts.append("")
-        parts.append(_markdown(*summary_table(inputs.records, split)))
+        parts.append(markdown(*summary_table(inputs.records, split)))
         parts.append("")
     parts.append(
         "Metrics: per target view, then averaged per scene, then over scenes (upstream rule); mean ± standard "
         "deviation over seeds. PSNR/SSIM/LPIPS as upstream (PSNR clips, SSIM/LPIPS do not). Geometry columns: "
-        "see `pmsplat.reproduce.evaluate` (scene units; lower is better)."
+        "see `pmsplat.reproduce.evaluate` (scene units; lower is better). " + SPREAD_RULE
     )
     parts.append("")
+    if any("psnr_uncovered" in r.metrics for r in inputs.records):
+        parts.append("## Where the PSNR is lost")
+        parts.append("")
+        for split in splits:
+            parts.append(f"**{split}**")
+            parts.append("")
+            parts.append(markdown(*regions_table(inputs.records, split)))
+            parts.append("")
+        parts.append(
+            "PSNR over pixel subsets of the target views: away from / inside the band around ground-truth depth "
+            "edges, and pixels whose surface point lies inside / outside every context view's frustum (occlusion "
+            "ignored); the last column is the share of target pixels outside."
+        )
+        parts.append("")
+    if any("scale_ratio" in r.metrics for r in inputs.records):
+        parts.append("## Collapse diagnostic")
+        parts.append("")
+        parts.append(markdown(*collapse_table(inputs.records)))
+        parts.append("")
+        parts.append(COLLAPSE_NOTE)
+        parts.append("")
     if inputs.paper_reference:
         parts.append("## The paper's reported figures (for comparison; not produced by this run)")
         parts += inputs.paper_reference
