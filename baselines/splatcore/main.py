@@ -81,7 +81,7 @@ def encoder_cfg(cfg: DictConfig) -> Any:
     if name == "costvolume":
         from mvsplat import EncoderCostVolumeCfg
 
-        values["num_context_views"] = int(cfg.dataset.view_sampler.get("num_context_views", 2))
+        # No view count here: the encoder takes V from each batch (upstream fixes it at construction).
         return dacite.from_dict(EncoderCostVolumeCfg, values, config=dacite.Config(strict=False, cast=[float]))
     if name == "depthsplat":
         from depthsplat import EncoderDepthSplatCfg
