@@ -174,3 +174,11 @@ def test_dust3r_install_line_is_the_clone_route_and_the_da3_extra_has_addict():
     extras = ast.literal_eval(next(k.value for k in call.keywords if k.arg == "extras_require"))
     assert set(extras["da3"]) >= {"depth-anything-3", "addict"}
     assert "addict" in TEACHERS["da3"].install
+
+
+def test_dust3r_identity_ignores_where_it_is_installed_but_not_what_it_computes():
+    base = teacher_identity({"name": "dust3r"})
+    assert teacher_identity({"name": "dust3r", "repo": "/opt/dust3r", "progress": False, "device": "cuda"}) == base
+    assert teacher_identity({"name": "dust3r", "pair_window": 4}) != base
+    assert teacher_identity({"name": "dust3r", "max_pairs": 100}) != base
+    assert teacher_identity({"name": "da3", "process_res": 280}) != teacher_identity({"name": "da3"})
