@@ -5,10 +5,12 @@ Public API: ``EncoderDepthSplat`` + ``EncoderDepthSplatCfg`` (upstream Hydra key
 ``depthsplat.config`` (``preset_dl3dv_base`` = the PM-Loss base and parity layout), and
 ``depthsplat.parity`` (``build_encoder`` / ``run_encoder`` for ``pmsplat parity``).
 
-Verified against ../shared/parity/depthsplat: state-dict names/shapes (ViT-S and ViT-B layouts);
-every stage tensor except the DPT head's residual (see tests/test_depthsplat_parity.py). Layouts
-with lowest_feature_resolution 4 (the RE10K presets) are built by the same rules but no fixture or
-key list covers them.
+Verified against ../shared/parity/depthsplat (tests/test_depthsplat_parity.py, _presets.py):
+every tensor of the three public sets (DL3DV config with ViT-S and ViT-B, RE10K small preset);
+the state-dict layouts (names, shapes, order, counts) of the fixture encoders and of the four
+released presets (small, base, large, dl3dv_base). Any number of context views (>= 2) and any
+image size the config allows (multiples of 4 * lowest_feature_resolution, non-square included):
+the view count is taken from each batch (``EncoderDepthSplat.set_num_views``).
 """
 
 from .config import EncoderDepthSplatCfg, PRESETS

@@ -12,6 +12,12 @@ load unchanged) but, as upstream, unused: num_depth_candidates (128 is hard-wire
 unimatch_weights_path, costvolume_unet_*, depth_unet_feat_dim/attn_res/channel_mult,
 opacity_mapping, large_gaussian_head, multiview_trans_attn_split (2 is hard-wired),
 gaussians_per_pixel, visualizer.
+
+Nearest views: ``costvolume_nearest_n_views`` picks, per view, the partners of both the multi-view
+transformer's cross-attention and the cost volume (upstream-facts §8: "the same index restricts
+cross-attention and cost-volume partners"; see ``depthsplat.views``); every released config sets
+``multiview_trans_nearest_n_views`` to the same value. The restriction follows the batch: with
+V context views, min(n, V) - 1 partners per view.
 """
 
 from __future__ import annotations
@@ -135,8 +141,9 @@ class EncoderDepthSplatCfg:
 
 # ---------------------------------------------------------------------------------------------
 # Presets (upstream scripts / MODEL_ZOO of the Oct-2024 release). Only ``dl3dv_base`` (the PM-Loss
-# base, the parity-fixture layout) is checked against golden tensors and key lists; the RE10K
-# presets use layouts that no fixture covers (see the package README section in __init__).
+# base) and ``re10k_small`` are checked against golden tensors; all four released presets build
+# exactly the layouts of ../shared/parity/depthsplat/preset_state_dict_keys.json
+# (tests/test_depthsplat_presets.py). ``cpu_tiny`` is not an upstream model.
 # ---------------------------------------------------------------------------------------------
 
 

@@ -107,9 +107,8 @@ class MultiViewUniMatch(nn.Module):
         self.num_depth_candidates = num_depth_candidates
         self.grid_sample_disable_cudnn = grid_sample_disable_cudnn
         # layer strides: lowest 1/8 -> maps at 1/2, 1/4, 1/8; lowest 1/4 -> 1/2, 1/2, 1/4 (so that
-        # a 2-scale model finds its 96-channel map at 1/2; not covered by a fixture)
+        # a 2-scale model finds its 96-channel map at 1/2; checked by the small-preset fixture)
         strides = (1, 2, 2) if lowest_feature_resolution == 8 else (1, 1, 2)
-        self.cnn_factors = (2, 2 * strides[1], 2 * strides[1] * strides[2])  # layer1, layer2, conv2
         self.backbone = CNNBackbone(FEATURE_CHANNELS, CNN_DIMS, strides)
         self.transformer = MultiViewTransformer(6, FEATURE_CHANNELS, 4)
         if num_scales > 1:

@@ -35,7 +35,6 @@ from splatcore.testing.parity import ParityError, apply_deterministic_weights
 
 from .config import PRESETS, EncoderDepthSplatCfg, preset_dl3dv_base
 from .encoder import EncoderDepthSplat
-from .errors import DepthSplatConfigError
 
 PARITY_GLOBAL_STEP = 10_000_000
 VIT_TYPES = ("vits", "vitb", "vitl")
@@ -59,7 +58,7 @@ def _config_from_mapping(values: Any, where: str) -> EncoderDepthSplatCfg:
         raise ParityError(f"{where} must be a JSON object of model.encoder keys, got {type(values).__name__}")
     try:
         return EncoderDepthSplatCfg.from_dict(dict(values))
-    except (DepthSplatConfigError, Exception) as error:  # dacite raises its own types
+    except Exception as error:  # DepthSplatConfigError, or dacite's own error types
         raise ParityError(f"{where} is not a valid DepthSplat encoder configuration: {error}") from error
 
 
