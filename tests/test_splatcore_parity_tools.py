@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import zlib
 
+import pytest
 import torch
 from torch import nn
 
@@ -63,3 +64,50 @@ def test_compare_reports_errors_relative_to_reference_scale():
     assert compare_tensor("depth", reference, torch.tensor([[math.nan, 0.0]])).problem == "non-finite values in the port"
     results = compare_outputs({"inter_x_stride2": torch.ones(1, 2, 2)}, {})
     assert results[0].problem == "missing in the port's outputs" and not results[0].ok
+
+
+def _tiny_parity_file(path, metadata):
+    from safetensors.torch import save_file
+
+    tensors = {
+        "input_image": torch.zeros(1, 2, 3, 4, 4),
+        "input_extrinsics": torch.eye(4).expand(1, 2, 4, 4).contiguous(),
+        "input_intrinsics": torch.eye(3).expand(1, 2, 3, 3).contiguous(),
+        "input_near": torch.ones(1, 2),
+        "input_far": torch.full((1, 2), 10.0),
+        "depth": torch.ones(1, 2, 4, 4),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def test_hook_metadata_takes_the_encoder_config_from_the_file_else_from_config_json(tmp_path):
+    """The file's own ``encoder_config`` wins; a file without one gets the ``encoder_config`` of the
+    config.json beside it (as JSON); without either the metadata is passed on unchanged."""
+    import json
+
+    from splatcore.testing.parity import ParityError, load_parity_file
+
+    bare = load_parity_file(_tiny_parity_file(tmp_path / "bare.safetensors", {"seed": "3"}))
+    assert bare.hook_metadata() == {"seed": "3"}
+    (tmp_path / "config.json").write_text(json.dumps({"encoder_config": {"name": "x", "num_scales": 2}, "other": 1}))
+    injected = load_parity_file(tmp_path / "bare.safetensors").hook_metadata()
+    assert json.loads(injected["encoder_config"]) == {"name": "x", "num_scales": 2}
+    assert injected["seed"] == "3" and injected["encoder_config_source"].endswith("config.json")
+    own = {"seed": "3", "encoder_config": json.dumps({"name": "y"})}
+    carried = load_parity_file(_tiny_parity_file(tmp_path / "own.safetensors", own))
+    assert carried.hook_metadata() == own
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ParityError, match="config.json"):
+        bare.hook_metadata()
+
+
+def test_parity_command_needs_exactly_one_of_file_and_keys(tmp_path, capsys):
+    import argparse
+
+    from pmsplat.commands import parity as command
+
+    assert command.run(argparse.Namespace(baseline="depthsplat", file=None, keys=None, threads=1)) == 2
+    both = argparse.Namespace(baseline="depthsplat", file=str(tmp_path / "a"), keys=str(tmp_path / "b"), threads=1)
+    assert command.run(both) == 2
+    assert "either" in capsys.readouterr().err
