@@ -168,7 +168,10 @@ class MultiViewTransformer(nn.Module):
         Args:
             features: per-view feature maps (position encoding already added).
             num_splits: windows per axis (1 = global attention).
-            partners: per view, the indices of the views it cross-attends to; default all others.
+            partners: per view, the ordered indices of the views it cross-attends to (default: all
+                others in increasing index, as upstream MVSplat). With two or more partners the
+                order is not cosmetic: the list position is the partner slot of the upstream mask
+                rule (module docstring), so pass partners in the order upstream uses.
         """
         b, v, c, h, w = features.shape
         if v < 2 and partners is None:
