@@ -36,12 +36,12 @@ synth-data        90   background: ``pmsplat data synth`` of a tiny 256x256 set 
 knn               60   CUDA grid vs brute force (``pmsplat.nearest_neighbors``) at 16k, 65k, 262k and
                        688k points: indices equal up to ties, distances vs a float64 reference, times
                        of grid / brute force / a chunked ``torch.cdist`` reference, speed-up (target 20x)
-pmloss            30   ``pm_loss`` forward + backward at 688,128 points (6 views 256x448): time and peak
+pmloss            45   ``pm_loss`` forward + backward at 688,128 points (6 views 256x448): time and peak
                        memory, value and gradient vs the same loss through the brute-force search
 attention         45   both encoders (MVSplat released config, DepthSplat small) at 2 x 256x256:
                        xformers memory-efficient attention vs SDPA (outputs), encoder forward times
 parity            60   every public parity file in ../shared/parity through the ``pmsplat parity``
-                       hooks on CUDA (and on CPU, to tell a port mismatch from a CUDA problem)
+                       hooks on CUDA (a failing file also on CPU: port mismatch or CUDA problem?)
 render            45   the decoder's gsplat backend vs the exact torch rasteriser on the same Gaussians
                        (64x64, 256x256, 256x448; 3 target views; 2·H·W Gaussians): image / alpha / depth
                        differences, gradients (means, covariances, SH colours, opacities), fwd+bwd times
@@ -143,7 +143,7 @@ STEPS: list[Step] = [
     Step("gsplat-build", "gsplat CUDA extension (JIT build) + one render", 300, "step_gsplat_build", background=True),
     Step("synth-data", "tiny 256x256 synthetic set (pmsplat data synth)", 90, "step_synth_data", background=True),
     Step("knn", "nearest neighbours: CUDA grid vs brute force, 16k-688k", 60, "step_knn"),
-    Step("pmloss", "PM-Loss fwd+bwd at 688,128 points", 30, "step_pmloss"),
+    Step("pmloss", "PM-Loss fwd+bwd at 688,128 points", 45, "step_pmloss"),
     Step("attention", "xformers vs SDPA inside both encoders", 45, "step_attention"),
     Step("parity", "public parity files on CUDA (float32, TF32 off)", 60, "step_parity"),
     Step("render", "gsplat vs exact torch rasteriser", 45, "step_render", requires=("gsplat-build",)),
@@ -1079,12 +1079,35 @@ def step_attention(ctx: StepContext) -> tuple[str, str]:
     return "PASS", summary
 
 
+def _parity_run(ctx: StepContext, hooks: Any, parity: Any, label: str, device: str) -> tuple[dict[str, Any], list[str]]:
+    """Run one parity file's encoder on ``device`` through the hooks; record and return (outputs,
+    names of the tensors out of tolerance)."""
+    from splatcore.testing.parity import compare_outputs
+
+    encoder = hooks.build_encoder(parity.metadata).to(device)
+    inputs = {k: v.to(device) for k, v in parity.inputs.items()}
+    start = time.perf_counter()
+    outputs = hooks.run_encoder(encoder, inputs)
+    _sync(device)
+    ctx.figure(f"{label}/{device} s", time.perf_counter() - start)
+    results = compare_outputs(parity.references, outputs)
+    bad = [r.name for r in results if not r.ok]
+    worst = max((r.relative_error / r.tolerance for r in results), default=math.nan)
+    ctx.figure(f"{label}/{device} tensors within tolerance", f"{len(results) - len(bad)} of {len(results)}")
+    ctx.figure(f"{label}/{device} worst error / tolerance", worst)
+    if bad:
+        ctx.figure(f"{label}/{device} out of tolerance", ", ".join(bad))
+    return outputs, bad
+
+
 def step_parity(ctx: StepContext) -> tuple[str, str]:
-    """Every public parity file through the ``pmsplat parity`` hooks, on CUDA (and on CPU)."""
+    """Every public parity file through the ``pmsplat parity`` hooks (``<baseline>.parity``
+    build_encoder / run_encoder, the README tolerances) on CUDA. A file that fails there is run
+    on CPU too, to tell a port mismatch (fails on both) from a CUDA problem."""
     torch = _torch()
     from importlib import import_module
 
-    from splatcore.testing.parity import compare_outputs, load_parity_file
+    from splatcore.testing.parity import load_parity_file
 
     shared = find_shared_dir()
     if shared is None:
@@ -1093,47 +1116,27 @@ def step_parity(ctx: StepContext) -> tuple[str, str]:
     if not files:
         return "SKIP", f"no public*.safetensors under {shared / 'parity'}"
     exact_float32()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    failed, passed, cpu_only_notes = [], 0, []
+    torch.set_num_threads(2)  # as `pmsplat parity` (the CPU reruns only; the gsplat build may be using the CPUs)
+    failed, passed = [], 0
     for path in files:
         baseline = path.parent.name
         label = f"{baseline}/{path.stem}"
         hooks = import_module(f"{baseline}.parity")
         parity = load_parity_file(path)
-        runs = {}
-        for device in dict.fromkeys([ctx.device, "cpu"]):
-            encoder = hooks.build_encoder(parity.metadata).to(device)
-            inputs = {k: v.to(device) for k, v in parity.inputs.items()}
-            start = time.perf_counter()
-            outputs = hooks.run_encoder(encoder, inputs)
-            _sync(device)
-            ctx.figure(f"{label}/{device} s", time.perf_counter() - start)
-            runs[device] = outputs
-            results = compare_outputs(parity.references, outputs)
-            bad = [r.name for r in results if not r.ok]
-            worst = max((r.relative_error / r.tolerance for r in results), default=math.nan)
-            ctx.figure(f"{label}/{device} tensors within tolerance", f"{len(results) - len(bad)} of {len(results)}")
-            ctx.figure(f"{label}/{device} worst error / tolerance", worst)
-            if bad:
-                ctx.figure(f"{label}/{device} out of tolerance", ", ".join(bad))
-            runs[device + "_bad"] = bad
-            del encoder
-        if ctx.device != "cpu":
-            common = [k for k in runs[ctx.device] if k in runs["cpu"]]
-            ctx.figure(f"{label}/{ctx.device} vs cpu max rel. error", max((relative_error(runs[ctx.device][k], runs["cpu"][k]) for k in common), default=math.nan))
-        bad = runs[ctx.device + "_bad"]
-        if bad:
-            same = set(bad) == set(runs["cpu_bad"])
-            failed.append(f"{label} ({len(bad)} tensors{', same on CPU: a port mismatch, not CUDA' if same else ''})")
-        else:
+        outputs, bad = _parity_run(ctx, hooks, parity, label, ctx.device)
+        if not bad:
             passed += 1
-        if runs["cpu_bad"] and not bad:
-            cpu_only_notes.append(label)
-    summary = f"{passed} of {len(files)} files pass on {ctx.device}"
+            continue
+        note = ""
+        if ctx.device != "cpu":
+            cpu_outputs, cpu_bad = _parity_run(ctx, hooks, parity, label, "cpu")
+            common = [k for k in outputs if k in cpu_outputs]
+            ctx.figure(f"{label}/{ctx.device} vs cpu max rel. error", max((relative_error(outputs[k], cpu_outputs[k]) for k in common), default=math.nan))
+            note = ", fails on CPU too: a port mismatch, not CUDA" if set(cpu_bad) >= set(bad) else ", passes on CPU: a CUDA problem"
+        failed.append(f"{label} ({len(bad)} tensors{note})")
+    summary = f"{passed} of {len(files)} public files pass on {ctx.device}"
     if failed:
         summary += "; failing: " + "; ".join(failed)
-    if cpu_only_notes:
-        summary += f"; fail on CPU only: {', '.join(cpu_only_notes)}"
     return ("FAIL" if failed else "PASS"), summary
 
 
@@ -1426,6 +1429,14 @@ def main(argv: list[str] | None = None, steps: list[Step] | None = None) -> int:
     rehearsal = args.device == "cpu"
     if not cuda and not rehearsal and not args.allow_cpu:
         reason = "torch is not importable" if torch is None else f"torch {torch.__version__} sees no CUDA device"
+        listed = _command_output(["nvidia-smi", "-L"])
+        if listed and "GPU" in listed:  # a GPU is there but this torch cannot use it: say so, do not pass silently
+            print(
+                f"gpu-check: nvidia-smi lists a GPU but {reason}; install a CUDA build of torch in this "
+                f"interpreter ({sys.executable}), e.g. rm .venv/.pmsplat-installed && make setup.",
+                file=sys.stderr,
+            )
+            return 2
         print(f"gpu-check: no CUDA device on this machine ({reason}); nothing to check.")
         return 0
     selected = select_steps(steps, args.only, args.skip)
