@@ -612,10 +612,10 @@ class StepContext:
             handle.write(json.dumps(entry, default=str) + "\n")
 
     def figure(self, key: str, value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        self.figures[key] = value
-        self._write({"figure": key, "value": value})
+        """Record ``value`` under ``key`` (written at once) and return it unchanged."""
+        stored = str(value) if isinstance(value, float) and not math.isfinite(value) else value  # JSON has no inf/nan
+        self.figures[key] = stored
+        self._write({"figure": key, "value": stored})
         print(f"  {key}: {_format_value(value)}", flush=True)
         return value
 
@@ -1351,31 +1351,43 @@ def step_train(ctx: StepContext) -> tuple[str, str]:
     return ("PASS" if all(ok for ok, _ in results) else "FAIL"), summary
 
 
+PYTEST_KINDS = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+
+
+def parse_pytest_summary(output: str) -> tuple[dict[str, int], str]:
+    """Counts from pytest's closing line ('3 passed, 1 skipped, 120 deselected in 9.1s'; 'errors'
+    counted as 'error') and that line; zeros and '' when there is none."""
+    counts = {kind: 0 for kind in PYTEST_KINDS}
+    for line in reversed(output.splitlines()):
+        found = re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)\b", line)
+        if found and re.search(r"\bin [\d.]+s", line):
+            for number, kind in found:
+                counts["error" if kind.startswith("error") else kind] += int(number)
+            return counts, line.strip("= ")
+    return counts, ""
+
+
 def step_gpu_tests(ctx: StepContext) -> tuple[str, str]:
     """``pytest -m gpu``: the suite's GPU-marked tests."""
     if not ctx.device.startswith("cuda"):
         return "SKIP", "GPU tests need CUDA"
     argv = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rfE"]
-    done = subprocess.run(argv, cwd=str(REPO), capture_output=True, text=True)
-    output = done.stdout + done.stderr
-    print(output[-6000:], flush=True)
-    counts = {kind: 0 for kind in ("passed", "failed", "skipped", "error", "xfailed", "xpassed", "deselected")}
-    summary_line = ""
-    for line in output.splitlines():
-        found = re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)", line)
-        if found and ("passed" in line or "failed" in line or "error" in line or "skipped" in line):
-            summary_line = line.strip("= ")
-            counts = {kind: 0 for kind in counts}
-            for number, kind in found:
-                counts["error" if kind.startswith("error") else kind] += int(number)
+    # streamed into this step's log line by line, so a cut step still shows how far pytest got
+    process = subprocess.Popen(argv, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in process.stdout:
+        print(line, end="", flush=True)
+        lines.append(line)
+    returncode = process.wait()
+    counts, summary_line = parse_pytest_summary("".join(lines))
     for kind in ("passed", "failed", "error", "skipped", "xfailed"):
         ctx.figure(kind, counts[kind])
-    ctx.figure("pytest exit code", done.returncode)
-    if done.returncode == 0 and counts["passed"]:
+    ctx.figure("pytest exit code", returncode)
+    if returncode == 0 and counts["passed"]:
         return "PASS", summary_line
-    if done.returncode == 5 or (done.returncode == 0 and not counts["passed"]):
+    if returncode == 5 or (returncode == 0 and not counts["passed"]):
         return "SKIP", summary_line or "no GPU test ran"
-    return "FAIL", summary_line or f"pytest exited with {done.returncode}"
+    return "FAIL", summary_line or f"pytest exited with {returncode}"
 
 
 # ---------------------------------------------------------------------------------------------

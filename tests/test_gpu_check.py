@@ -207,6 +207,7 @@ def test_make_gpu_check_without_cuda_prints_one_line_and_exits_0():
     assert done.stdout.count("\n") == 1 and "no CUDA" in done.stdout
 
 
+@pytest.mark.slow
 def test_cpu_rehearsal_of_the_numerical_steps(tmp_path):
     """The CUDA steps' code at tiny sizes on CPU (``--device cpu --scale small``): keeps the check
     working while the project's APIs move (pmsplat.pm_loss, the decoder interface)."""
@@ -220,3 +221,17 @@ def test_cpu_rehearsal_of_the_numerical_steps(tmp_path):
     assert float(figures[("pmloss", "loss rel. difference vs brute force")]) == 0.0
     assert float(figures[("render", "16x24/color max abs diff")]) == 0.0
     assert "REHEARSAL" in (tmp_path / "gpu.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "output, counts, line",
+    [
+        ("..s\n3 passed, 1 skipped, 120 deselected in 9.12s\n", {"passed": 3, "skipped": 1, "deselected": 120}, "3 passed, 1 skipped, 120 deselected in 9.12s"),
+        ("F.\nFAILED tests/x.py::t - 2 passed\n===== 1 failed, 1 passed, 2 errors in 0.50s =====\n", {"failed": 1, "passed": 1, "error": 2}, "1 failed, 1 passed, 2 errors in 0.50s"),
+        ("no tests ran in 0.01s\n", {}, ""),
+        ("ImportError while loading conftest\n", {}, ""),
+    ],
+)
+def test_parse_pytest_summary(output, counts, line):
+    found, summary = gpu_check.parse_pytest_summary(output)
+    assert {k: v for k, v in found.items() if v} == counts and summary == line
