@@ -207,12 +207,12 @@ def test_three_unrestricted_views_are_not_permutation_equivariant_as_upstream(ti
 
 def test_training_step_with_a_view_count_that_changes_between_batches():
     """A ModelWrapper training step (encoder in train mode with intermediate-depth supervision,
-    rendering, MSE, backward, optimizer step) with 2 then 3 context views: the loss is finite, the
+    rendering, MSE, backward, optimizer step) with 2 then 3 context views of 32 x 64: the loss is finite, the
     cross-view groups follow the batch, and the U-Nets with cross-view attention get finite,
     non-zero gradients and are updated."""
     from splatcore.main import build_model, compose_config
 
-    cfg = compose_config(["+experiment=depthsplat_synthetic_cpu", "loss=[mse]", "dataset.image_shape=[32,32]"])
+    cfg = compose_config(["+experiment=depthsplat_synthetic_cpu", "loss=[mse]", "dataset.image_shape=[32,64]"])
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
@@ -222,8 +222,8 @@ def test_training_step_with_a_view_count_that_changes_between_batches():
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     head = model.encoder.gaussian_regressor[3]
     for views in (2, 3):
-        context = _context(1, views, 32, 32, seed=10 + views)
-        target = {key: value[:, :1] for key, value in _context(1, 2, 32, 32, seed=20 + views).items()}
+        context = _context(1, views, 32, 64, seed=10 + views)  # non-square
+        target = {key: value[:, :1] for key, value in _context(1, 2, 32, 64, seed=20 + views).items()}
         for view_set in (context, target):
             view_set["index"] = torch.arange(view_set["image"].shape[1])[None]
         batch = {"context": context, "target": target, "scene": ["synthetic"]}
