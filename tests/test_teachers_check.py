@@ -118,7 +118,15 @@ def test_check_reports_a_missing_package_or_weights_as_one_error(monkeypatch, st
     assert main(["teacher", "check", "tensor"]) == 2
 
 
-def test_check_names_missing_torchvision_for_da3(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def forget_da3():
+    """Drop the stand-in depth_anything_3 modules afterwards (they must not leak into other tests)."""
+    yield
+    for name in [name for name in sys.modules if name.split(".")[0] == "depth_anything_3"]:
+        del sys.modules[name]
+
+
+def test_check_names_missing_torchvision_for_da3(tmp_path, monkeypatch, capsys, forget_da3):
     """A depth_anything_3 whose import stops at torchvision (as on the CPU setup) is reported as
     torchvision missing, with the command for the matching build, not as DA3 missing."""
     package = tmp_path / "site" / "depth_anything_3"
