@@ -35,6 +35,9 @@ class Teacher(Protocol):
     back to the prediction's resolution is PM-Loss's job, not the teacher's. The optional
     ``context`` argument carries per-example identifiers (scene names and frame indices) for
     teachers that look pointmaps up instead of computing them (the cache, the synthetic teacher).
+
+    Optional (used by ``pmsplat teacher check``): ``output_frame(views) -> str`` says in which frame
+    the points of a call with that many views are; ``pairs_for(views) -> int`` the pair passes.
     """
 
     patch_size: int
