@@ -55,6 +55,13 @@ reproduce-mvsplat: setup
 reproduce-depthsplat: setup
 	$(VENV)/bin/pmsplat reproduce --baseline depthsplat $(if $(DATA),--data $(DATA)) $(if $(ROOT),--root $(ROOT)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(GPUS),--gpus $(GPUS))
 
+# The PM-Loss ablation on the synthetic benchmark (~60 min on 2 CPU cores for MVSplat; reuses the
+# runs of reproduce-$(BASELINE)). BASELINE=mvsplat|depthsplat, VARIANTS="scale_invariant warmup ...".
+.PHONY: reproduce-ablation
+BASELINE ?= mvsplat
+reproduce-ablation: setup
+	$(VENV)/bin/pmsplat reproduce --ablation --baseline $(BASELINE) $(if $(ROOT),--root $(ROOT)) $(if $(VARIANTS),--variants $(VARIANTS))
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 

@@ -4,8 +4,14 @@
     pmsplat reproduce --baseline depthsplat --data dl3dv --root datasets/DL3DV_480P \\
         --teacher vggt --gpus 8 --base-checkpoint checkpoints/depthsplat-gs-base-dl3dv-256x448-75cc0183.pth
 
-Writes ``outputs/reproduce/<baseline>/`` (report.md, results.csv, per_scene.csv, PNG figures);
-finished runs are reused, so an interrupted reproduction resumes. ``--dry-run`` prints the plan.
+    pmsplat reproduce --baseline mvsplat --ablation           # PM-Loss variants from the same base
+    pmsplat reproduce --baseline mvsplat --ablation --variants scale_invariant warmup
+
+Writes ``outputs/reproduce/<baseline>/`` (report.md, results.csv, per_scene.csv, PNG figures; with
+``--ablation`` ablation.md, ablation.csv, ablation_runs.csv, ablation.png). Finished runs are
+reused (the ablation reuses the comparison's base and its fine-tunes), so an interrupted
+reproduction resumes; the folder can be moved or copied and resumed there. ``--dry-run`` prints
+the plan (and, for the synthetic benchmark, an estimate of its CPU time).
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=int, help="number of GPUs (DDP when > 1)")
     p.add_argument("--out", type=Path, help="output folder (default outputs/reproduce/<baseline>)")
     p.add_argument("--schedule", default="default", choices=["default", "smoke"],
-                   help="synthetic schedule: default (<= 20 min on 2 CPU cores) or smoke (seconds; for tests)")
+                   help="synthetic schedule: default (the comparison: ~20 min on 2 CPU cores; the ablation: ~60 min) "
+                        "or smoke (seconds; for tests)")
+    p.add_argument("--ablation", action="store_true",
+                   help="run the PM-Loss ablation (synthetic benchmark): weight, warm-up, confidence, Huber, "
+                        "bidirectional, stop-gradient, scale-invariant, 4x longer, teacher quality; >= 2 seeds each")
+    p.add_argument("--variants", nargs="+", metavar="NAME",
+                   help="with --ablation: run only these variants (and the baselines they are compared with)")
     p.add_argument("--base-checkpoint", type=Path, help="real data: the official checkpoint to fine-tune")
     p.add_argument("--index-dir", type=Path, help="real data: folder with the evaluation index JSONs (default assets/)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their overrides, run nothing")
@@ -36,15 +48,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmsplat.reproduce.protocol import SYNTHETIC_SCHEDULES, make_plan
+    from pmsplat.reproduce.protocol import (
+        ABLATION_SCHEDULES,
+        SYNTHETIC_SCHEDULES,
+        estimate_seconds,
+        make_ablation_plan,
+        make_plan,
+    )
 
     try:
-        plan = make_plan(
-            args.baseline, args.data, args.root, args.teacher,
-            schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline] if args.data == "synthetic" else None,
-            gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
-            extra_overrides=list(args.overrides),
-        )
+        if args.variants and not args.ablation:
+            raise ValueError("--variants selects ablation variants; add --ablation.")
+        if args.ablation:
+            if args.data != "synthetic" or args.teacher not in (None, "synthetic") or args.gpus:
+                raise ValueError("--ablation runs on the synthetic benchmark with the synthetic teacher (its teacher-"
+                                 "quality variants need ground truth); drop --data/--teacher/--gpus.")
+            plan = make_ablation_plan(
+                args.baseline, args.root, ABLATION_SCHEDULES[args.schedule][args.baseline], variants=args.variants,
+                extra_overrides=list(args.overrides), main_schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline],
+            )
+        else:
+            plan = make_plan(
+                args.baseline, args.data, args.root, args.teacher,
+                schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline] if args.data == "synthetic" else None,
+                gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
+                extra_overrides=list(args.overrides),
+            )
     except ValueError as error:
         print(f"pmsplat reproduce: {error}", file=sys.stderr)
         return 2
@@ -53,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
         for spec in plan.runs:
             start = f" (from {spec.start_from})" if spec.start_from else ""
             print(f"{spec.kind:8s} {spec.name}{start}: " + " ".join(shlex.quote(o) for o in spec.overrides))
+        seconds = estimate_seconds(plan)
+        if seconds is not None:
+            print(f"estimated time on 2 quiet CPU cores, from scratch: {seconds / 60:.0f} min "
+                  "(finished runs in the output folder are reused and cost nothing)")
         return 0
     problems = _missing_inputs(plan)
     if problems:

@@ -8,15 +8,22 @@ schedule and data, for each seed; each fine-tune is evaluated on the interpolati
 extrapolation (bound-aware) evaluation indices.
 
 On the synthetic benchmark (the embedded default: no data, no GPU) every run uses the CPU presets
-``+experiment=<baseline>_synthetic_cpu`` (tiny encoders, 64x64, no LPIPS: its VGG weights cannot be
-downloaded here) and the synthetic teacher. With ``data=re10k|dl3dv`` the presets are the paper's
-(``+experiment=pmloss_<baseline>_<data>`` and the matching ``<baseline>_<data>_finetune``), the
-teacher is VGGT by default and the base is the official checkpoint given by ``base_checkpoint``.
+``+experiment=<baseline>_synthetic_cpu`` / ``+experiment=pmloss_<baseline>_synthetic_cpu`` (tiny
+encoders, 64x64, the paper's photometric loss) and the synthetic teacher. The plan adds no loss
+override: the recipe is the presets' (for DepthSplat the PM preset carries the PM-Loss fork's
+settings, the baseline preset DepthSplat's released ones, as in the paper's ``pmloss`` vs
+``ori_depthsplat_tuned`` pair); the report lists the keys in which the two resolved configs differ.
+With ``data=re10k|dl3dv`` the presets are the paper's (``+experiment=pmloss_<baseline>_<data>`` and
+the matching ``<baseline>_<data>_finetune``), the teacher is VGGT by default and the base is the
+official checkpoint given by ``base_checkpoint``.
+
+:func:`make_ablation_plan` (``pmsplat reproduce --ablation``, synthetic data only) adds PM-Loss
+variants fine-tuned from the same base: see :data:`ABLATION_VARIANTS` and :func:`ablation_variants`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 BASELINES = ("mvsplat", "depthsplat")
@@ -74,10 +81,43 @@ class RunSpec:
     name: str
     kind: str
     overrides: list[str]
-    variant: str = "base"  # base | baseline | pmloss
+    variant: str = "base"  # base | baseline | pmloss (main comparison) | an ablation variant name
     seed: int = 0
     split: str | None = None
     start_from: str | None = None  # name of the run whose checkpoint this one starts from / scores
+
+
+@dataclass
+class AblationSchedule:
+    """Sizes of ``pmsplat reproduce --ablation``: the base, the (short) fine-tune of every variant,
+    the factor of the long fine-tune, the seeds and the paper's PM-Loss weight."""
+
+    base_steps: int
+    finetune_steps: int
+    long_factor: int
+    seeds: tuple[int, ...]
+    pm_weight: float = 0.005
+    max_eval_scenes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.finetune_steps < 2 or self.long_factor < 1 or len(self.seeds) < 1:
+            raise ValueError("AblationSchedule needs finetune_steps >= 2, long_factor >= 1 and at least one seed.")
+
+
+@dataclass(frozen=True)
+class AblationVariant:
+    """One row of the ablation: ``pm`` selects the PM-Loss preset (else the baseline preset),
+    ``overrides`` are added to it, ``pm_weight`` replaces the schedule's PM-Loss weight,
+    ``length`` multiplies the fine-tune steps and ``reference`` names the variant it is compared
+    with (same length, same seed)."""
+
+    name: str
+    description: str
+    pm: bool
+    overrides: tuple[str, ...] = ()
+    length: int = 1
+    reference: str | None = "baseline"
+    pm_weight: float | None = None
 
 
 @dataclass
@@ -86,10 +126,12 @@ class Plan:
     data: str
     root: Path
     teacher: str
-    schedule: Schedule
+    schedule: Schedule | AblationSchedule
     runs: list[RunSpec] = field(default_factory=list)
     splits: dict[str, Path] = field(default_factory=dict)
     base_checkpoint: Path | None = None  # real data: the official checkpoint
+    variants: list[AblationVariant] = field(default_factory=list)  # ablation plans only
+    run_names: dict[tuple[str, int], str] = field(default_factory=dict)  # (variant, seed) -> train run
 
 
 def evaluation_overrides(index_path: Path | str, ground_truth: bool) -> list[str]:
@@ -140,28 +182,219 @@ def make_plan(
         folder = Path(index_dir) if index_dir else Path("assets")
         splits = {split: folder / name for split, name in REAL_SPLITS[data].items()}
     plain, pm = _experiments(baseline, data)
-    common = [f"dataset.roots=[{root}]"] + (extra_overrides or [])
-    if gpus:
-        common += ["trainer.accelerator=gpu", f"trainer.devices={gpus}"]
-    pm_extra = [f"teacher={teacher}", f"loss.pm.weight={schedule.pm_weight}"]
+    common = _common_overrides(root, extra_overrides, gpus)
     plan = Plan(baseline, data, root, teacher, schedule, splits=splits)
     runs: list[RunSpec] = []
     if synthetic:
-        runs.append(RunSpec("base", "train", [plain, *common, f"trainer.max_steps={schedule.base_steps}", "seed=0"]))
+        runs.append(_base_run(plain, common, schedule.base_steps))
         start = "base"
     else:
         plan.base_checkpoint = Path(base_checkpoint or OFFICIAL_BASES.get((baseline, data), "checkpoints/base.ckpt"))
         start = None
     for seed in schedule.seeds:
-        for variant, preset, extra in (("baseline", plain, []), ("pmloss", pm, pm_extra)):
+        for variant, preset, extra in (("baseline", plain, []), ("pmloss", pm, _pm_overrides(teacher, schedule.pm_weight))):
             name = f"{variant}_seed{seed}"
-            overrides = [preset, *common, *extra, f"trainer.max_steps={schedule.finetune_steps}", f"seed={seed}",
-                         f"data_loader.train.seed={1234 + seed}"]
-            runs.append(RunSpec(name, "train", overrides, variant=variant, seed=seed, start_from=start))
-    trained = [r for r in runs if r.kind == "train" and r.variant != "base"]
-    for run in list(trained):
-        for split, index_path in splits.items():
-            overrides = [run.overrides[0], *common, *evaluation_overrides(index_path, ground_truth=synthetic)]
-            runs.append(RunSpec(f"eval_{run.name}_{split}", "evaluate", overrides, run.variant, run.seed, split, run.name))
+            runs.append(RunSpec(name, "train", _finetune_overrides(preset, common, extra, schedule.finetune_steps, seed),
+                                variant=variant, seed=seed, start_from=start))
+            plan.run_names[(variant, seed)] = name
+    runs += _evaluations(runs, common, splits, synthetic)
     plan.runs = runs
     return plan
+
+
+def _common_overrides(root: Path, extra_overrides: list[str] | None, gpus: int | None) -> list[str]:
+    common = [f"dataset.roots=[{root}]"] + list(extra_overrides or [])
+    if gpus:
+        common += ["trainer.accelerator=gpu", f"trainer.devices={gpus}"]
+    return common
+
+
+def _base_run(preset: str, common: list[str], steps: int) -> RunSpec:
+    return RunSpec("base", "train", [preset, *common, f"trainer.max_steps={steps}", "seed=0"])
+
+
+def _pm_overrides(teacher: str, weight: float) -> list[str]:
+    return [f"teacher={teacher}", f"loss.pm.weight={weight}"]
+
+
+def _finetune_overrides(preset: str, common: list[str], extra: list[str], steps: int, seed: int) -> list[str]:
+    """Same data order (``data_loader.train.seed``), start, schedule and seed for every variant."""
+    return [preset, *common, *extra, f"trainer.max_steps={steps}", f"seed={seed}", f"data_loader.train.seed={1234 + seed}"]
+
+
+def _evaluations(runs: list[RunSpec], common: list[str], splits: dict[str, Path], ground_truth: bool) -> list[RunSpec]:
+    """One evaluation per fine-tune and split (the base is not evaluated)."""
+    out = []
+    for run in runs:
+        if run.kind != "train" or run.variant == "base":
+            continue
+        for split, index_path in splits.items():
+            overrides = [run.overrides[0], *common, *evaluation_overrides(index_path, ground_truth=ground_truth)]
+            out.append(RunSpec(f"eval_{run.name}_{split}", "evaluate", overrides, run.variant, run.seed, split, run.name))
+    return out
+
+
+# ----------------------------------------------------------------------------------- ablation
+
+# Synthetic-teacher knobs that degrade the ground truth (pmsplat.teachers.synthetic): 0 = a perfect
+# teacher (an exact similarity copy of the ground truth), the defaults, or twice the defaults.
+TEACHER_DEGRADATIONS = ("edge_blur_px", "distortion", "view_misalignment_deg", "view_misalignment_shift", "noise_std")
+
+# Sized for <= 60 min on 2 CPU cores for MVSplat (see README and `--dry-run`, which prints the
+# estimate): the long variant (4 x 100 = 400 steps) is the main comparison's fine-tune, so after
+# `make reproduce-mvsplat` its runs are reused.
+ABLATION_SCHEDULES = {
+    "default": {
+        "mvsplat": AblationSchedule(base_steps=800, finetune_steps=100, long_factor=4, seeds=(0, 1)),
+        "depthsplat": AblationSchedule(base_steps=240, finetune_steps=30, long_factor=4, seeds=(0, 1)),
+    },
+    "smoke": {
+        baseline: AblationSchedule(base_steps=1, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)
+        for baseline in BASELINES
+    },
+}
+
+
+def ablation_variants(schedule: AblationSchedule) -> list[AblationVariant]:
+    """The ablation's variants, in table order. Values derived from the schedule and from the
+    synthetic teacher's defaults (never restated here)."""
+    from pmsplat.teachers.synthetic import SyntheticTeacherCfg
+
+    defaults = SyntheticTeacherCfg()
+    knobs = {f.name for f in fields(SyntheticTeacherCfg)}
+    missing = [k for k in TEACHER_DEGRADATIONS if k not in knobs]
+    if missing:
+        raise ValueError(f"the synthetic teacher has no knob(s) {missing}; update TEACHER_DEGRADATIONS.")
+    perfect = tuple(f"teacher.{k}=0" for k in TEACHER_DEGRADATIONS)
+    doubled = tuple(f"teacher.{k}={2 * getattr(defaults, k)}" for k in TEACHER_DEGRADATIONS)
+    w = schedule.pm_weight
+    warm = schedule.finetune_steps // 2
+    long = schedule.long_factor
+    return [
+        AblationVariant("baseline", "no PM-Loss (the reference of every short variant)", pm=False, reference=None),
+        AblationVariant("pmloss", f"PM-Loss, paper defaults (weight {w}, synthetic teacher defaults)", pm=True),
+        AblationVariant("weight_0.001", "PM-Loss weight 0.001", pm=True, pm_weight=0.001),
+        AblationVariant("weight_0.02", "PM-Loss weight 0.02", pm=True, pm_weight=0.02),
+        AblationVariant("warmup", f"PM-Loss off for the first {warm} of {schedule.finetune_steps} steps",
+                        pm=True, overrides=(f"loss.pm.apply_after_step={warm}",)),
+        AblationVariant("confidence", "teacher-confidence weighting", pm=True, overrides=("loss.pm.confidence_weighting=true",)),
+        AblationVariant("huber", "robust: Huber on the distance (delta 0.1 scene units)", pm=True, overrides=("loss.pm.robust=huber",)),
+        AblationVariant("bidirectional", "bidirectional Chamfer", pm=True, overrides=("loss.pm.bidirectional=true",)),
+        AblationVariant("stop_gradient", "no gradient through the alignment", pm=True,
+                        overrides=("loss.pm.stop_gradient_alignment=true",)),
+        AblationVariant("scale_invariant", "scale-invariant PM-Loss (distances over the prediction's scale)", pm=True,
+                        overrides=("loss.pm.scale_invariant=true",)),
+        AblationVariant("teacher_perfect", "synthetic teacher without degradations (exact up to a similarity)", pm=True,
+                        overrides=perfect),
+        AblationVariant("teacher_doubled", "synthetic teacher with every degradation doubled", pm=True, overrides=doubled),
+        AblationVariant(f"baseline_x{long}", f"no PM-Loss, {long}x longer fine-tune", pm=False, length=long, reference=None),
+        AblationVariant(f"pmloss_x{long}", f"PM-Loss paper defaults, {long}x longer fine-tune", pm=True, length=long,
+                        reference=f"baseline_x{long}"),
+    ]
+
+
+def make_ablation_plan(
+    baseline: str,
+    root: Path | None = None,
+    schedule: AblationSchedule | None = None,
+    variants: list[str] | None = None,
+    extra_overrides: list[str] | None = None,
+    main_schedule: Schedule | None = None,
+) -> Plan:
+    """The ablation's runs on the synthetic benchmark: the base, then per seed one fine-tune per
+    variant from it, each evaluated on both splits. ``variants`` selects a subset (the references
+    they need are added). Runs identical to the main comparison's (``main_schedule``, default the
+    synthetic default schedule) keep its names, so its finished runs are reused and not redone."""
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
+    schedule = schedule or ABLATION_SCHEDULES["default"][baseline]
+    root = Path(root) if root else Path("datasets") / "synthetic"
+    every = ablation_variants(schedule)
+    by_name = {v.name: v for v in every}
+    if variants:
+        unknown = sorted(set(variants) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown ablation variant(s) {unknown}; choose from {list(by_name)}.")
+        chosen = set(variants)
+        chosen |= {by_name[v].reference for v in variants if by_name[v].reference}
+        every = [v for v in every if v.name in chosen]
+    main_schedule = main_schedule or SYNTHETIC_SCHEDULES["default"][baseline]
+    main = make_plan(baseline, "synthetic", root, "synthetic", main_schedule, extra_overrides=extra_overrides)
+    main_runs = {tuple(r.overrides): r.name for r in main.runs if r.kind == "train"}
+    plain, pm = _experiments(baseline, "synthetic")
+    common = _common_overrides(root, extra_overrides, None)
+    plan = Plan(baseline, "synthetic", root, "synthetic", schedule, splits=main.splits, variants=every)
+    runs = [_base_run(plain, common, schedule.base_steps)]
+    for seed in schedule.seeds:
+        for variant in every:
+            weight = schedule.pm_weight if variant.pm_weight is None else variant.pm_weight
+            extra = [*_pm_overrides("synthetic", weight), *variant.overrides] if variant.pm else list(variant.overrides)
+            overrides = _finetune_overrides(pm if variant.pm else plain, common, extra,
+                                            schedule.finetune_steps * variant.length, seed)
+            name = main_runs.get(tuple(overrides), f"ablation_{variant.name}_seed{seed}")
+            runs.append(RunSpec(name, "train", overrides, variant=variant.name, seed=seed, start_from="base"))
+            plan.run_names[(variant.name, seed)] = name
+    runs += _evaluations(runs, common, plan.splits, ground_truth=True)
+    plan.runs = runs
+    return plan
+
+
+# ------------------------------------------------------------------------------- time budget
+
+
+@dataclass(frozen=True)
+class CpuCosts:
+    """Seconds on 2 quiet CPU cores for the synthetic CPU presets (benchmarks/bench_reproduce_budget.py,
+    results in benchmarks/results/reproduce_budget.md): one training step without / with the
+    PM-Loss term, one evaluated scene per split, and the fixed cost of starting a run."""
+
+    step: float
+    pm_step: float
+    eval_scene: dict[str, float]
+    startup: float
+
+
+CPU_COSTS = {
+    "mvsplat": CpuCosts(step=0.40, pm_step=0.55, eval_scene={"interpolation": 0.6, "extrapolation": 1.6}, startup=4.0),
+    "depthsplat": CpuCosts(step=1.6, pm_step=1.8, eval_scene={"interpolation": 1.5, "extrapolation": 4.0}, startup=8.0),
+}
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    values = [item.split("=", 1)[1] for item in overrides if item.split("=", 1)[0] == key]
+    return values[-1] if values else None
+
+
+def _scene_count(index_path: Path, limit: int | None) -> int:
+    import json
+
+    try:
+        count = sum(1 for entry in json.loads(Path(index_path).read_text()).values() if entry)
+    except (OSError, ValueError, AttributeError):
+        count = 8  # the synthetic benchmark's default test split
+    return min(count, limit) if limit else count
+
+
+def estimate_seconds(plan: Plan, costs: CpuCosts | None = None) -> float | None:
+    """Estimated CPU time of ``plan`` from scratch (synthetic benchmark only; None otherwise):
+    steps x per-step cost (PM steps after ``loss.pm.apply_after_step``), evaluated scenes x
+    per-scene cost, plus a start-up cost per run."""
+    if plan.data != "synthetic":
+        return None
+    costs = costs or CPU_COSTS.get(plan.baseline)
+    if costs is None:
+        return None
+    total = 0.0
+    for spec in plan.runs:
+        total += costs.startup
+        if spec.kind == "train":
+            steps = int(_override_value(spec.overrides, "trainer.max_steps") or 0)
+            if spec.overrides[0].startswith("+experiment=pmloss_"):
+                plain = min(steps, int(_override_value(spec.overrides, "loss.pm.apply_after_step") or 0))
+                total += plain * costs.step + (steps - plain) * costs.pm_step
+            else:
+                total += steps * costs.step
+        else:
+            scenes = _scene_count(plan.splits[spec.split], plan.schedule.max_eval_scenes)
+            total += scenes * costs.eval_scene.get(spec.split, max(costs.eval_scene.values()))
+    return total
