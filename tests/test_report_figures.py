@@ -52,3 +52,21 @@ def test_loss_curve_png(tmp_path):
         assert image.size == (640, 400)
     with pytest.raises(InputError, match="same|length"):
         plot_loss_curves({"x": ([1, 2], [1.0])}, tmp_path / "bad.png")
+
+
+def test_gain_scatter_png(tmp_path):
+    from pmsplat.evaluation import plot_gain_scatter
+    from pmsplat.evaluation.figures import GainPoint
+
+    panels = {
+        "interpolation": [GainPoint("pmloss", 25.0, 3.0, -1.0, 0.2), GainPoint("scale_invariant", 10.0, 1.0, 0.3, 0.1)],
+        "extrapolation": [GainPoint("pmloss", 30.0, 2.0, -2.0, 0.5), GainPoint("broken", float("nan"), 0.0, 1.0, 0.0)],
+    }
+    path = plot_gain_scatter(panels, tmp_path / "gain.png", panel_px=300, height_px=280)
+    with Image.open(path) as image:
+        assert image.size == (2 * 300, 280)
+        pixels = np.asarray(image.convert("RGB")).astype(float)
+    # Something is drawn in each panel (not a blank canvas).
+    assert pixels[:, :300].std() > 10 and pixels[:, 300:].std() > 10
+    with pytest.raises(InputError, match="empty"):
+        plot_gain_scatter({}, tmp_path / "none.png")
