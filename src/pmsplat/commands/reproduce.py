@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=int, help="number of GPUs (DDP when > 1)")
     p.add_argument("--out", type=Path, help="output folder (default outputs/reproduce/<baseline>)")
     p.add_argument("--schedule", default="default", choices=["default", "smoke"],
-                   help="synthetic schedule: default (the comparison: ~20 min on 2 CPU cores; the ablation: ~60 min) "
+                   help="synthetic schedule: default (MVSplat on 2 CPU cores: the comparison ~23 min, the ablation ~50 min; "
+                        "--dry-run prints the estimate) "
                         "or smoke (seconds; for tests)")
     p.add_argument("--ablation", action="store_true",
                    help="run the PM-Loss ablation (synthetic benchmark): weight, warm-up, confidence, Huber, "

@@ -159,7 +159,7 @@ def cut_note(plan: Plan, every: list[AblationVariant]) -> str:
     chosen = {v.name for v in plan.variants}
     skipped = [v.name for v in every if v.name not in chosen]
     text = (
-        f"Sized for about 60 minutes on 2 CPU cores (MVSplat): every short variant is fine-tuned {s.finetune_steps} steps "
+        f"Sized to fit in 60 minutes on 2 CPU cores (MVSplat; estimated ~50 from scratch): every short variant is fine-tuned {s.finetune_steps} steps "
         f"from the same {s.base_steps}-step base (the long variant {s.long_factor * s.finetune_steps} steps), "
         f"{len(s.seeds)} seeds each; one warm-up form (PM-Loss off for the first half, no ramp), one robust kernel "
         "(Huber; the trimmed mean is not run), teacher quality only through the synthetic teacher's degradations."
