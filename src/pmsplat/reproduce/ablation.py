@@ -70,7 +70,8 @@ def ablation_rows(plan: Plan, records: list[RunRecord]) -> list[dict]:
                 continue
             row: dict = {"variant": variant.name, "split": split, "steps": steps[variant.name], "seeds": len(seeds),
                          "reference": variant.reference or ""}
-            for key, _, _ in ABLATION_METRICS + [(k, "", True) for k, _ in REGION_KEYS if k != "psnr_boundary"]:
+            extra = [(k, "", True) for k, _ in REGION_KEYS if k != "psnr_boundary"] + [("uncovered_fraction", "", False)]
+            for key, _, _ in ABLATION_METRICS + extra:
                 mean, std, _ = spread(list(_per_seed(records, variant.name, split, key).values()))
                 row[f"{key}_mean"], row[f"{key}_std"] = mean, std
             if variant.reference:
@@ -155,15 +156,21 @@ def _variant_lines(plan: Plan) -> list[list[str]]:
 
 def cut_note(plan: Plan, every: list[AblationVariant]) -> str:
     """What was cut to fit the time budget, from the plan itself."""
+    from .protocol import estimate_seconds
+
     s = plan.schedule
     chosen = {v.name for v in plan.variants}
     skipped = [v.name for v in every if v.name not in chosen]
+    estimate = estimate_seconds(plan)
     text = (
-        f"Sized to fit in 60 minutes on 2 CPU cores (MVSplat; estimated ~50 from scratch): every short variant is fine-tuned {s.finetune_steps} steps "
-        f"from the same {s.base_steps}-step base (the long variant {s.long_factor * s.finetune_steps} steps), "
-        f"{len(s.seeds)} seeds each; one warm-up form (PM-Loss off for the first half, no ramp), one robust kernel "
-        "(Huber; the trimmed mean is not run), teacher quality only through the synthetic teacher's degradations."
+        "The default MVSplat schedule is sized to fit in 60 minutes on 2 CPU cores; to fit, every short variant is "
+        f"fine-tuned {s.finetune_steps} steps from the same {s.base_steps}-step base (the long variant "
+        f"{s.long_factor * s.finetune_steps} steps), {len(s.seeds)} seeds each, with one warm-up form (PM-Loss off for "
+        "the first half, no ramp), one robust kernel (Huber; the trimmed mean is not run), and teacher quality only "
+        "through the synthetic teacher's degradations."
     )
+    if estimate is not None:
+        text += f" This plan's estimated time from scratch on 2 quiet CPU cores: {estimate / 60:.0f} min."
     if skipped:
         text += f" Not run in this call (`--variants`): {', '.join(skipped)}."
     return text

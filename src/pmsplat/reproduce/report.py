@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
-# Metric columns in report order: (key, label, higher is better).
-METRICS: list[tuple[str, str, bool]] = [
+# Metric columns in report order: (key, label, higher is better; None: neither, e.g. the scale
+# ratio, whose right value is 1).
+METRICS: list[tuple[str, str, bool | None]] = [
     ("psnr", "PSNR", True),
     ("ssim", "SSIM", True),
     ("lpips", "LPIPS", False),
@@ -35,7 +36,7 @@ METRICS: list[tuple[str, str, bool]] = [
     ("p2s_mean", "point-to-surface", False),
     ("p2s_boundary", "point-to-surface (edges)", False),
     ("floating_fraction", "floating Gaussians", False),
-    ("scale_ratio", "scale pred/GT", True),
+    ("scale_ratio", "scale pred/GT", None),
 ]
 # Where the PSNR is lost: (key, label).
 PSNR_REGIONS: list[tuple[str, str]] = [
@@ -115,10 +116,10 @@ class Comparison:
     delta: float
     spread: float  # std_a + std_b
     beyond: bool | None
-    better: str  # "b", "a" or "equal" (by the metric's direction), "" when delta is NaN
+    better: str  # "b", "a" or "equal" (by the metric's direction), "" when delta is NaN or no direction
 
 
-def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = True) -> Comparison:
+def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool | None = True) -> Comparison:
     """Compare the per-seed values of two variants with the rule of the module docstring."""
     mean_a, std_a, n_a = spread(a)
     mean_b, std_b, n_b = spread(b)
@@ -127,7 +128,10 @@ def compare(a: Sequence[float], b: Sequence[float], higher_is_better: bool = Tru
         return Comparison(delta, math.nan, None, "")
     limit = std_a + std_b
     beyond = abs(delta) > limit if min(n_a, n_b) >= 2 else None
-    better = "equal" if delta == 0 else ("b" if (delta > 0) == higher_is_better else "a")
+    if higher_is_better is None:
+        better = ""
+    else:
+        better = "equal" if delta == 0 else ("b" if (delta > 0) == higher_is_better else "a")
     return Comparison(delta, limit, beyond, better)
 
 
@@ -170,8 +174,8 @@ def summary_table(records: list[RunRecord], split: str) -> tuple[list[str], list
             if math.isnan(result.delta):
                 cells.append("n/a")
             else:
-                side = {"b": "PM better", "a": "base better", "equal": "equal"}[result.better]
-                cells.append(f"{result.delta:+.3f} ({side}; {verdict(result)})")
+                side = {"b": "PM better; ", "a": "base better; ", "equal": "equal; ", "": ""}[result.better]
+                cells.append(f"{result.delta:+.3f} ({side}{verdict(result)})")
         rows.append(cells)
     return header, rows
 
