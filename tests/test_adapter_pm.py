@@ -140,7 +140,9 @@ def test_config_composes_loss_and_teacher_groups():
     assert pm.weight == 0.1 and pm.teacher["name"] == "synthetic" and pm.teacher["noise_std"] == 0.0
     assert OmegaConf.select(cfg, "dataset.load_pointmap") is True
     plain = compose_config(["+experiment=mvsplat_synthetic_cpu"])
-    assert list(plain.loss) == ["mse"]
+    # the CPU presets use upstream's photometric loss: mse + 0.05 * lpips (no PM term)
+    assert list(plain.loss) == ["mse", "lpips"]
+    assert plain.loss.lpips.weight == 0.05
 
 
 @pytest.mark.parametrize("first", ["import pmsplat.adapter", "import splatcore.loss", "import splatcore.main"])
