@@ -55,7 +55,7 @@ reproduce-mvsplat: setup
 reproduce-depthsplat: setup
 	$(VENV)/bin/pmsplat reproduce --baseline depthsplat $(if $(DATA),--data $(DATA)) $(if $(ROOT),--root $(ROOT)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(GPUS),--gpus $(GPUS))
 
-# The PM-Loss ablation on the synthetic benchmark (~50 min on 2 CPU cores for MVSplat; reuses the
+# The PM-Loss ablation on the synthetic benchmark (<= 60 min on 2 CPU cores for MVSplat; reuses the
 # runs of reproduce-$(BASELINE)). BASELINE=mvsplat|depthsplat, VARIANTS="scale_invariant warmup ...".
 .PHONY: reproduce-ablation
 BASELINE ?= mvsplat

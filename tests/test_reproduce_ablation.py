@@ -245,4 +245,5 @@ def test_every_variant_name_is_unique_and_described() -> None:
     variants = ablation_variants(ABLATION_SCHEDULES["default"]["mvsplat"])
     assert len({v.name for v in variants}) == len(variants)
     assert all(v.description for v in variants)
-    assert {v.reference for v in variants} == {None, "baseline", "baseline_x4"}
+    long = ABLATION_SCHEDULES["default"]["mvsplat"].long_factor
+    assert {v.reference for v in variants} == {None, "baseline", f"baseline_x{long}"}

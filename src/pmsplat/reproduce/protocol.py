@@ -59,12 +59,12 @@ class Schedule:
 
 
 # CPU sizes: the whole synthetic comparison (1 base + 2 x 2 fine-tunes + 8 evaluations); with the
-# paper's photometric loss (mse + lpips) MVSplat's is estimated at ~23 min on 2 quiet cores
-# (`--dry-run`, CPU_COSTS); the smoke schedule is for the test suite.
+# paper's photometric loss (mse + lpips) MVSplat's is sized to stay under 15 min on 2 quiet cores
+# (`--dry-run` prints the estimate from CPU_COSTS); the smoke schedule is for the test suite.
 # DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 4x MVSplat's per step.
 SYNTHETIC_SCHEDULES = {
     "default": {
-        "mvsplat": Schedule(base_steps=800, finetune_steps=400, seeds=(0, 1), pm_weight=0.005),
+        "mvsplat": Schedule(base_steps=600, finetune_steps=300, seeds=(0, 1), pm_weight=0.005),
         "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1), pm_weight=0.005),
     },
     "smoke": {
@@ -241,14 +241,13 @@ def _evaluations(runs: list[RunSpec], common: list[str], splits: dict[str, Path]
 # teacher (an exact similarity copy of the ground truth), the defaults, or twice the defaults.
 TEACHER_DEGRADATIONS = ("edge_blur_px", "distortion", "view_misalignment_deg", "view_misalignment_shift", "noise_std")
 
-# Sized for <= 60 min on 2 CPU cores for MVSplat: estimated ~50 min from scratch (+ ~1 min to
-# generate the benchmark), ~27 min after `make reproduce-mvsplat`, from the measured CPU_COSTS
-# (`--dry-run` prints it). The long variant (4 x 100 = 400 steps) is the main comparison's
-# fine-tune, so its runs (and the base) are shared with `make reproduce-mvsplat`. Cut to fit: the
-# short fine-tunes are 100 steps (a quarter of the comparison's), 2 seeds.
+# Sized for <= 60 min on 2 CPU cores for MVSplat (`--dry-run` prints the estimate from the
+# measured CPU_COSTS). The long variant (3 x 100 = 300 steps) is the main comparison's fine-tune,
+# so its runs (and the base) are shared with `make reproduce-mvsplat`. Cut to fit: the short
+# fine-tunes are 100 steps (a third of the comparison's), 2 seeds.
 ABLATION_SCHEDULES = {
     "default": {
-        "mvsplat": AblationSchedule(base_steps=800, finetune_steps=100, long_factor=4, seeds=(0, 1)),
+        "mvsplat": AblationSchedule(base_steps=600, finetune_steps=100, long_factor=3, seeds=(0, 1)),
         "depthsplat": AblationSchedule(base_steps=240, finetune_steps=30, long_factor=4, seeds=(0, 1)),
     },
     "smoke": {
