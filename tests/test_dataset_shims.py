@@ -8,7 +8,16 @@ import pytest
 import torch
 from PIL import Image
 from splatcore.dataset import DatasetConfigError, apply_patch_shim, rescale_and_crop_views
+from splatcore.dataset import shims
 from splatcore.dataset.shims import flip_views, rescale_image
+
+from pmsplat.adapter.fork import crop_shim_filter
+
+
+def rescale(image: torch.Tensor, shape: tuple[int, int], name: str) -> torch.Tensor:
+    """The crop shim's resize with the filter the PM-Loss fork's option selects (dataset.resize_filter)."""
+    with crop_shim_filter(name):
+        return rescale_image(image, shape)
 
 
 def views(height: int, width: int, count: int = 2, seed: int = 0) -> dict:
@@ -26,7 +35,7 @@ def views(height: int, width: int, count: int = 2, seed: int = 0) -> dict:
 @pytest.mark.parametrize("name, pil_filter", [("lanczos", Image.Resampling.LANCZOS), ("bilinear", Image.Resampling.BILINEAR)])
 def test_rescale_matches_pil_on_uint8(name, pil_filter):
     image = views(30, 50)["image"][0]
-    ours = rescale_image(image, (17, 29), name)
+    ours = rescale(image, (17, 29), name)
     array = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     reference = np.asarray(Image.fromarray(array).resize((29, 17), pil_filter)) / 255
     np.testing.assert_allclose(ours.permute(1, 2, 0).numpy(), reference, atol=1e-7)
@@ -34,7 +43,19 @@ def test_rescale_matches_pil_on_uint8(name, pil_filter):
 
 def test_lanczos_and_bilinear_differ():
     image = views(30, 50)["image"][0]
-    assert not torch.allclose(rescale_image(image, (17, 29), "lanczos"), rescale_image(image, (17, 29), "bilinear"))
+    assert not torch.allclose(rescale(image, (17, 29), "lanczos"), rescale(image, (17, 29), "bilinear"))
+    torch.testing.assert_close(rescale_image(image, (17, 29)), rescale(image, (17, 29), "lanczos"), rtol=0, atol=0)
+
+
+def test_crop_shim_filter_is_restored_and_checked():
+    with pytest.raises(RuntimeError):
+        with crop_shim_filter("bilinear"):
+            assert shims.RESIZE_FILTER == Image.Resampling.BILINEAR
+            raise RuntimeError
+    assert shims.RESIZE_FILTER == Image.Resampling.LANCZOS  # upstream
+    with pytest.raises(DatasetConfigError, match="resize_filter"):
+        with crop_shim_filter("cubic"):
+            pass
 
 
 def test_crop_shim_re10k_example_and_intrinsics_rule():

@@ -14,10 +14,10 @@ import torch
 from depthsplat.config import EncoderDepthSplatCfg, preset_cpu_tiny, preset_dl3dv_base
 from depthsplat.encoder import EncoderDepthSplat
 from depthsplat.errors import DepthSplatConfigError, DepthSplatInputError
-from depthsplat.gaussian_head import pixel_offsets
 from depthsplat.views import nearest_view_partners
 from depthsplat.vit.attention import multi_head_attention
 from depthsplat.vit.dinov2 import DINOV2_SPECS, DinoVisionTransformer
+from pmsplat.adapter.fork import pixel_offsets
 
 
 def _cubic_weights(t: float, a: float = -0.75) -> list[float]:

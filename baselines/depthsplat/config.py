@@ -1,13 +1,12 @@
 """Configuration of the DepthSplat encoder with the upstream Hydra keys (``model.encoder.*`` of
-config/model/encoder/depthsplat.yaml, Oct-2024 release, plus PM-Loss's ``offset_mode``,
-``offset_factor`` and ``confidence_activation``), and the released model-size presets.
+config/model/encoder/depthsplat.yaml, Oct-2024 release), and the released model-size presets.
 
 Keys read by the model: num_scales, upsample_factor, lowest_feature_resolution,
 monodepth_vit_type, depth_unet_channels, grid_sample_disable_cudnn, feature_upsampler_channels,
 gaussian_regressor_channels, color_large_unet, init_sh_input_img, num_surfaces,
 gaussian_adapter.*, shim_patch_size, downscale_factor, supervise_intermediate_depth,
-return_depth, train_depth_only, costvolume_nearest_n_views, multiview_trans_nearest_n_views,
-offset_mode, offset_factor, confidence_activation. The others are accepted (so upstream configs
+return_depth, train_depth_only, costvolume_nearest_n_views, multiview_trans_nearest_n_views.
+The others are accepted (so upstream configs
 load unchanged) but, as upstream, unused: num_depth_candidates (128 is hard-wired), d_feature,
 unimatch_weights_path, costvolume_unet_*, depth_unet_feat_dim/attn_res/channel_mult,
 opacity_mapping, large_gaussian_head, multiview_trans_attn_split (2 is hard-wired),
@@ -25,12 +24,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from pmsplat.adapter.fork import check_encoder_options  # PM-Loss fork
 from splatcore.model.gaussian_adapter import GaussianAdapterCfg
 
 from .errors import DepthSplatConfigError
-
-OFFSET_MODES = ("ori", "origin", "pixel", "unconstrained")
-CONFIDENCE_ACTIVATIONS = (None, "softplus", "sigmoid")
 
 
 @dataclass
@@ -94,10 +91,9 @@ class EncoderDepthSplatCfg:
     supervise_intermediate_depth: bool = True
     return_depth: bool = False
     train_depth_only: bool = False
-    # PM-Loss additions (defaults = DepthSplat behaviour)
-    offset_mode: str = "ori"  # one of OFFSET_MODES (validated in __post_init__)
+    offset_mode: str = "ori"  # PM-Loss fork (pmsplat.adapter.fork): ori, origin, pixel, unconstrained
     offset_factor: float = 0.5
-    confidence_activation: str | None = None  # None, "softplus" or "sigmoid"
+    confidence_activation: str | None = None  # PM-Loss fork: null, softplus or sigmoid
 
     def __post_init__(self) -> None:
         checks = [
@@ -113,11 +109,6 @@ class EncoderDepthSplatCfg:
                 f"(got {self.upsample_factor} * 2**{self.num_scales - 1} vs {self.lowest_feature_resolution})",
             ),
             (self.monodepth_vit_type in ("vits", "vitb", "vitl"), f"unknown monodepth_vit_type {self.monodepth_vit_type!r}"),
-            (self.offset_mode in OFFSET_MODES, f"offset_mode must be one of {OFFSET_MODES}, got {self.offset_mode!r}"),
-            (
-                self.confidence_activation in CONFIDENCE_ACTIVATIONS,
-                f"confidence_activation must be null, 'softplus' or 'sigmoid', got {self.confidence_activation!r}",
-            ),
             (self.num_surfaces == 1, f"num_surfaces must be 1 (as in every released model), got {self.num_surfaces}"),
             (
                 self.feature_upsampler_channels % self.num_scales == 0,
@@ -127,6 +118,7 @@ class EncoderDepthSplatCfg:
         for ok, message in checks:
             if not ok:
                 raise DepthSplatConfigError(message)
+        check_encoder_options(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "EncoderDepthSplatCfg":
@@ -171,12 +163,12 @@ def preset_re10k_large(**overrides: Any) -> EncoderDepthSplatCfg:
 
 def preset_dl3dv_base(**overrides: Any) -> EncoderDepthSplatCfg:
     """The DL3DV 256x448 base model PM-Loss fine-tunes (and the parity fixtures' layout, with
-    the README evaluation overrides nearest-3 views and ``offset_mode=unconstrained``)."""
+    the README evaluation override nearest-3 views)."""
     cfg = EncoderDepthSplatCfg(
         monodepth_vit_type="vitb", num_scales=2, upsample_factor=4, lowest_feature_resolution=8,
         gaussian_regressor_channels=32, feature_upsampler_channels=128, color_large_unet=True,
         return_depth=True, costvolume_nearest_n_views=3, multiview_trans_nearest_n_views=3,
-        offset_mode="unconstrained", offset_factor=0.5,
+        offset_mode="unconstrained", offset_factor=0.5,  # PM-Loss fork
     )
     return replace(cfg, **overrides)
 

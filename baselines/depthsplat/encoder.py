@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from pmsplat.adapter import fork  # PM-Loss fork
 from torch import Tensor, nn
 
 from splatcore.dataset.shims import apply_patch_shim
@@ -34,7 +35,7 @@ from .config import EncoderDepthSplatCfg
 from .depth_predictor import FEATURE_CHANNELS, MultiViewUniMatch
 from .errors import DepthSplatInputError
 from .feature_upsampler import ResizeConvFeatureUpsampler
-from .gaussian_head import build_gaussian_head, build_gaussian_regressor, pixel_offsets
+from .gaussian_head import build_gaussian_head, build_gaussian_regressor
 from .views import nearest_view_partners
 
 SH_C0 = 0.28209479177387814
@@ -66,7 +67,7 @@ class EncoderDepthSplat(nn.Module):
         features = cfg.feature_upsampler_channels
         channels = cfg.gaussian_regressor_channels
         self.gaussian_regressor = build_gaussian_regressor(3 + 1 + 1 + features, channels, cfg.color_large_unet)
-        self.num_confidence_channels = 0 if cfg.confidence_activation is None else 1
+        self.num_confidence_channels = 0 if cfg.confidence_activation is None else 1  # PM-Loss fork
         self.raw_channels = 1 + self.num_confidence_channels + 2 + self.gaussian_adapter.d_in
         self.gaussian_head = build_gaussian_head(channels + 3 + features + 1, self.raw_channels, features)
         # upstream init: scale and SH rows of the last layer start at zero
@@ -154,8 +155,8 @@ class EncoderDepthSplat(nn.Module):
         intrinsics = context["intrinsics"].repeat(copies, 1, 1, 1)
 
         opacities = raw[..., 0].sigmoid()
-        c = 1 + self.num_confidence_channels
-        offsets = pixel_offsets(raw[..., c : c + 2], cfg.offset_mode, cfg.offset_factor)
+        c = 1 + self.num_confidence_channels  # raw channels: opacity, [confidence], offset (2), adapter
+        offsets = fork.pixel_offsets(raw[..., c : c + 2], cfg.offset_mode, cfg.offset_factor)  # PM-Loss fork
         gaussian_raw = raw[..., c + 2 :]
         if cfg.init_sh_input_img:
             d_sh = self.gaussian_adapter.d_sh
@@ -180,22 +181,13 @@ class EncoderDepthSplat(nn.Module):
             harmonics=rearrange(adapted.harmonics, "b v r c d -> b (v r) c d"),
             opacities=rearrange(adapted.opacities, "b v r -> b (v r)"),
         )
-        confidences = None
-        if self.num_confidence_channels:
-            act = F.softplus if cfg.confidence_activation == "softplus" else torch.sigmoid
-            prob = rearrange(match_prob.detach(), "(b v) () h w -> b v (h w)", b=b, v=v).repeat(copies, 1, 1)
-            confidences = rearrange(act(raw[..., 1]) + prob, "b v r -> b (v r)")
         if visualization_dump is not None:
             visualization_dump["depth"] = rearrange(depths, "b v h w -> b v h w () ()")
             visualization_dump["scales"] = rearrange(adapted.scales, "b v r xyz -> b (v r) xyz")
             visualization_dump["rotations"] = rearrange(adapted.rotations, "b v r q -> b (v r) q")
-            if confidences is not None:
-                visualization_dump["confidences"] = confidences
-        if cfg.return_depth:
-            out: dict[str, Any] = {"gaussians": gaussians, "depths": depths}
-            if confidences is not None:
-                out["confidences"] = confidences
-            return out
-        return gaussians
+        out: Any = {"gaussians": gaussians, "depths": depths} if cfg.return_depth else gaussians
+        if self.num_confidence_channels:  # PM-Loss fork
+            fork.add_confidences(out, visualization_dump, raw[..., 1], match_prob, cfg.confidence_activation, copies)
+        return out
 
 

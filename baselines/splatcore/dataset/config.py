@@ -4,8 +4,6 @@ PM-Loss) key names so that Hydra overrides such as ``dataset.near=0.5`` or
 
 Keys added by splatcore (absent upstream, defaults reproduce upstream behaviour):
 
-- ``resize_filter``: PIL filter of the crop shim, ``"lanczos"`` (MVSplat, DepthSplat) or
-  ``"bilinear"`` (the PM-Loss fork).
 - ``load_pointmap``: also load the world pointmap (synthetic chunks only); ``load_depth`` is the
   upstream DL3DV key and loads the per-frame z-depth.
 - ``skip_bad_pose``: ``None`` follows upstream (DL3DV skips frames with a non-rotation pose,
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Union
 
+from pmsplat.adapter.fork import check_resize_filter  # PM-Loss fork
 from .errors import DatasetConfigError
 
 Stage = Literal["train", "val", "test"]
@@ -151,7 +150,7 @@ class DatasetCfg:
     load_pointmap: bool = False
     skip_error_data: bool = False
     error_data_path: Path | None = None
-    resize_filter: str = "lanczos"  # "lanczos" | "bilinear" (validated)
+    resize_filter: str = "lanczos"  # PM-Loss fork (pmsplat.adapter.fork): "bilinear"
     skip_bad_pose: bool | None = None
 
     def __post_init__(self) -> None:
@@ -168,11 +167,7 @@ class DatasetCfg:
             raise DatasetConfigError(
                 f"dataset.ori_image_shape must be null or [height, width], got {self.ori_image_shape}."
             )
-        if self.resize_filter not in ("lanczos", "bilinear"):
-            raise DatasetConfigError(
-                f"dataset.resize_filter must be 'lanczos' (MVSplat/DepthSplat) or 'bilinear' (PM-Loss), "
-                f"got {self.resize_filter!r}."
-            )
+        check_resize_filter(self)
         if self.test_chunk_interval < 1:
             raise DatasetConfigError("dataset.test_chunk_interval must be >= 1.")
         if self.train_times_per_scene < 1 or self.test_times_per_scene < 1:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import IterableDataset, get_worker_info
 
+from pmsplat.adapter.fork import crop_shim_filter  # PM-Loss fork
 from .cameras import convert_cameras, field_of_view_degrees, invalid_pose_mask
 from .chunks import list_chunks, load_chunk, read_index, stage_directory
 from .config import STAGES, DatasetCfg
@@ -268,7 +269,8 @@ class ChunkedDataset(IterableDataset):
         item = {"context": views(context_indices), "target": views(target_indices), "scene": scene}
         if self.stage == "train" and cfg.augment:
             item = apply_augmentation_shim(item)
-        return apply_crop_shim(item, (int(cfg.image_shape[0]), int(cfg.image_shape[1])), cfg.resize_filter)
+        with crop_shim_filter(cfg.resize_filter):  # PM-Loss fork
+            return apply_crop_shim(item, (int(cfg.image_shape[0]), int(cfg.image_shape[1])))
 
 
 def get_dataset(

@@ -17,19 +17,17 @@ from torch import Tensor
 
 from .errors import DatasetConfigError
 
-PIL_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}
+RESIZE_FILTER = Image.Resampling.LANCZOS  # the crop shim's PIL filter (MVSplat, DepthSplat)
 
 
 def rescale_image(
-    image: Float[Tensor, "3 height_in width_in"], shape: tuple[int, int], resize_filter: str = "lanczos"
+    image: Float[Tensor, "3 height_in width_in"], shape: tuple[int, int]
 ) -> Float[Tensor, "3 height_out width_out"]:
-    """Resize with PIL after a uint8 round trip (values * 255 truncated to uint8), then / 255,
-    as upstream does. ``resize_filter`` is ``"lanczos"`` (MVSplat/DepthSplat) or ``"bilinear"`` (PM)."""
-    if resize_filter not in PIL_FILTERS:
-        raise DatasetConfigError(f"resize_filter must be one of {sorted(PIL_FILTERS)}, got {resize_filter!r}.")
+    """Resize with PIL (:data:`RESIZE_FILTER`) after a uint8 round trip (values * 255 truncated to
+    uint8), then / 255, as upstream does."""
     height, width = shape
     quantised = (image * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-    resized = Image.fromarray(quantised).resize((width, height), PIL_FILTERS[resize_filter])
+    resized = Image.fromarray(quantised).resize((width, height), RESIZE_FILTER)
     array = np.asarray(resized, dtype=np.float64) / 255
     return torch.tensor(array, dtype=image.dtype).permute(2, 0, 1).contiguous()
 
@@ -46,7 +44,7 @@ def _centre_crop_offsets(size_in: tuple[int, int], size_out: tuple[int, int]) ->
     return (size_in[0] - size_out[0]) // 2, (size_in[1] - size_out[1]) // 2
 
 
-def rescale_and_crop_views(views: dict, shape: tuple[int, int], resize_filter: str = "lanczos") -> dict:
+def rescale_and_crop_views(views: dict, shape: tuple[int, int]) -> dict:
     """The crop shim on one unbatched view set: scale by s = max(h_out/h_in, w_out/w_in) to
     round(h*s) x round(w*s), centre-crop to ``shape``, and fix fx, fy (x w_scaled/w_out,
     y h_scaled/h_out). Skips the resize when the native size already equals ``shape``."""
@@ -59,7 +57,7 @@ def rescale_and_crop_views(views: dict, shape: tuple[int, int], resize_filter: s
         scaled = (max(scaled[0], height_out), max(scaled[1], width_out))
     result = dict(views)
     if scaled != (height_in, width_in):
-        result["image"] = torch.stack([rescale_image(image, scaled, resize_filter) for image in images])
+        result["image"] = torch.stack([rescale_image(image, scaled) for image in images])
         for key in ("depth", "pointmap"):
             if key in views:
                 result[key] = _resize_nearest(views[key], scaled)
@@ -80,12 +78,12 @@ def rescale_and_crop_views(views: dict, shape: tuple[int, int], resize_filter: s
     return result
 
 
-def apply_crop_shim(example: dict, shape: tuple[int, int], resize_filter: str = "lanczos") -> dict:
+def apply_crop_shim(example: dict, shape: tuple[int, int]) -> dict:
     """Crop shim on an unbatched example (context and target)."""
     return {
         **example,
-        "context": rescale_and_crop_views(example["context"], shape, resize_filter),
-        "target": rescale_and_crop_views(example["target"], shape, resize_filter),
+        "context": rescale_and_crop_views(example["context"], shape),
+        "target": rescale_and_crop_views(example["target"], shape),
     }
 
 

@@ -39,8 +39,8 @@ def register_loss(name: str, cfg_wrapper_cls: type, loss_cls: type[Loss], replac
 register_loss("mse", LossMseCfgWrapper, LossMse)
 register_loss("lpips", LossLpipsCfgWrapper, LossLpips)
 register_loss("depth", LossDepthCfgWrapper, LossDepth)
-# PM-Loss (pmsplat): `loss=[..., pm]`; the module registers itself (src/pmsplat/adapter/loss_pm.py)
-import pmsplat.adapter.loss_pm  # noqa: E402,F401
+from pmsplat.adapter.loss_pm import LossPm, LossPmCfgWrapper  # noqa: E402  (PM-Loss: loss=[..., pm])
+register_loss("pm", LossPmCfgWrapper, LossPm)
 
 
 def _unknown(name: Any) -> LossConfigError:

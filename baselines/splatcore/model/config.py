@@ -6,9 +6,6 @@ building from a mapping (dacite, as upstream).
 Keys added by splatcore (absent upstream; defaults reproduce upstream behaviour):
 
 - ``optimizer.name``: ``adam`` (MVSplat) or ``adamw`` (DepthSplat, with ``weight_decay``).
-- ``train.skip_large_sample_loss`` / ``train.skip_large_sample_after_step``: the PM-Loss fork's
-  "ignore bad samples" rule (when mse + lpips of the final render exceeds the threshold after the
-  step, the step's loss is multiplied by 1e-8); 0 = off (MVSplat/DepthSplat).
 - ``test.save_image_layout``: where ``save_image`` writes (``mvsplat``:
   ``<output_path>/<name>/<scene>/color/<idx:06>.png``).
 """
@@ -19,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pmsplat.adapter.fork import check_skip_large_sample  # PM-Loss fork
 from .errors import ModelConfigError
 
 DEPTH_MODES = (None, "depth", "log", "disparity", "relative_disparity")
@@ -63,8 +61,7 @@ class TrainCfg:
     forward_depth_only: bool = False
     train_ignore_large_loss: float = 0.0
     no_log_projections: bool = False
-    # splatcore keys (PM-Loss fork option, off by default)
-    skip_large_sample_loss: float = 0.0
+    skip_large_sample_loss: float = 0.0  # PM-Loss fork (pmsplat.adapter.fork): 0 = off
     skip_large_sample_after_step: int = 300
 
     def __post_init__(self) -> None:
@@ -74,8 +71,9 @@ class TrainCfg:
             raise ModelConfigError(
                 f"train.intermediate_loss_weight must be in (0, 1], got {self.intermediate_loss_weight}"
             )
-        if self.train_ignore_large_loss < 0 or self.skip_large_sample_loss < 0:
-            raise ModelConfigError("train.train_ignore_large_loss and train.skip_large_sample_loss must be >= 0")
+        if self.train_ignore_large_loss < 0:
+            raise ModelConfigError("train.train_ignore_large_loss must be >= 0")
+        check_skip_large_sample(self)
 
 
 @dataclass

@@ -38,6 +38,7 @@ import torch
 from einops import rearrange
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
+from pmsplat.adapter.fork import skip_large_sample  # PM-Loss fork
 
 from ..loss import Loss, state_dict_free
 from ..types import BatchedExample, DecoderOutput, Gaussians
@@ -175,12 +176,9 @@ class ModelWrapper(LightningModule):
         record["train/psnr"] = float(train_psnr)
 
         total = final.color.sum() * 0.0
-        photometric = final.color.sum().detach() * 0.0
         for loss in self.losses:
             value = loss(final, batch, final_gaussians, self.global_step)
             total = total + value
-            if loss.name in ("mse", "lpips"):
-                photometric = photometric + value.detach()
             self._log(f"loss/{loss.name}", value, batch_size=b)
             record[f"loss/{loss.name}"] = float(value.detach())
             for key, stat in getattr(loss, "last_stats", {}).items():
@@ -199,14 +197,7 @@ class ModelWrapper(LightningModule):
         for name, value in record.items():
             if name.endswith("_intermediate"):
                 self._log(name, value, batch_size=b)
-        threshold = self.train_cfg.skip_large_sample_loss
-        if (
-            threshold > 0
-            and self.global_step > self.train_cfg.skip_large_sample_after_step
-            and float(photometric) > threshold
-        ):
-            total = total * 1e-8
-            record["train/skipped_large_sample"] = 1.0
+        total = skip_large_sample(self.train_cfg, self.global_step, total, record)  # PM-Loss fork
         self._log("loss/total", total, batch_size=b, prog_bar=True)
         record["loss/total"] = float(total.detach())
         near, far = target["near"], target["far"]

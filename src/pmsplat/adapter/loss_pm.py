@@ -40,7 +40,6 @@ import torch
 from jaxtyping import Float
 from splatcore.loss.base import Loss
 from splatcore.loss.errors import LossConfigError, LossInputError
-from splatcore.loss.registry import register_loss
 from splatcore.types import BatchedExample, DecoderOutput, Gaussians
 from torch import Tensor
 
@@ -165,8 +164,3 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
         }
         return value
 
-
-# Registration by name, here rather than in the patched registry so that importing this module
-# first (``import pmsplat.adapter``) and importing the baselines' losses first both work: the
-# patched line in splatcore.loss.registry only imports this module.
-register_loss("pm", LossPmCfgWrapper, LossPm)
