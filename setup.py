@@ -46,6 +46,8 @@ setup(
         "matplotlib",
         "e3nn>=0.5",
         "dacite",
+        # `pmsplat patches`: parses the patch series (applying and generating is done by git)
+        "unidiff>=0.7",
     ],
     extras_require={
         # Pointmap teachers; each is optional and its adapter says how to install it when missing.

@@ -6,9 +6,9 @@ editable installs and IDEs see the patched code. ``patches/<baseline>/series`` l
 the pristine (unpatched) tree is obtained by reverse-applying them in memory and is pinned by a
 content hash in ``patches/manifest.json``. See ``patches/README.md`` for the commands.
 
-Modules: :mod:`unidiff` (patch data, parse, format), :mod:`diffgen` (generate), :mod:`patchapply`
-(apply exactly), :mod:`tree` (read, hash, atomic writes), :mod:`repository` (manifest, series),
-:mod:`state` (applied count, drift), :mod:`operations` (the commands).
+Modules: :mod:`.gitdiff` (``git apply`` / ``git diff`` on in-memory trees, parsing with the
+``unidiff`` package), :mod:`.tree` (read, hash, atomic writes), :mod:`.repository` (manifest,
+series), :mod:`.state` (applied count, drift), :mod:`.operations` (the commands).
 """
 
 from pmsplat.patching.errors import (

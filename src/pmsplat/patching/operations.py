@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from pmsplat.patching.diffgen import diff_trees
 from pmsplat.patching.errors import PatchConflictError, PatchError, StateError, VerificationError
-from pmsplat.patching.patchapply import HunkOffset, apply_patch
+from pmsplat.patching.gitdiff import HunkOffset, apply_patch, diff_trees, file_kind
 from pmsplat.patching.repository import MANIFEST_PATH, PATCH_NAME, Manifest, Repository, SeriesEntry
 from pmsplat.patching.state import BaselineState, PristineCache, full_pristine, inspect
 from pmsplat.patching.tree import format_listing, listing_hash, tree_listing, write_files
@@ -195,7 +194,7 @@ def _rebase(repo: Repository, name: str, entry: SeriesEntry, before: dict[str, b
         out.append(f"    {moved.path} hunk #{moved.hunk} at offset {moved.offset:+d}")
     rebased = diff_trees(before, after, entry.patch.description)
     out.append(f"    rebased {entry.name} to apply with zero offset")
-    return {repo.relative(repo.patch_dir(name) / entry.name): rebased.format().encode("utf-8")}
+    return {repo.relative(repo.patch_dir(name) / entry.name): rebased.text.encode("utf-8")}
 
 
 def unapply(repo: Repository, names: list[str] | None = None, upto: str | None = None) -> list[str]:
@@ -266,7 +265,7 @@ def refresh(repo: Repository, names: list[str] | None = None, patch: str | None 
         check, _ = apply_patch(base, regenerated, patch_name=entry.name)
         if check != state.tree:  # a self-check of the generator/applier pair; never expected to fire
             raise PatchError(f"{name}: internal error: the regenerated {entry.name} does not reproduce the tree")
-        text = regenerated.format().encode("utf-8")
+        text = regenerated.text.encode("utf-8")
         target = repo.patch_dir(name) / entry.name
         if target.read_bytes() == text:
             out.append(f"{name}: {entry.name} unchanged")
@@ -333,10 +332,10 @@ def diff(repo: Repository, names: list[str] | None = None, stat_only: bool = Fal
         out.append(f"=== {name}: {len(state.series)} patch(es) on {', '.join(state.spec.paths)}")
         for entry in state.series:
             if not stat_only:
-                out += entry.patch.format().rstrip("\n").split("\n")
+                out += entry.patch.text.rstrip("\n").split("\n")
             out.append(f"--- {_patch_summary(entry)}")
             for change in entry.patch.files:
-                kind = {"create": " (new file)", "delete": " (deleted)", "modify": ""}[change.kind]
+                kind = {"create": " (new file)", "delete": " (deleted)", "modify": ""}[file_kind(change)]
                 out.append(f"    +{change.added:<4} -{change.removed:<4} {change.path}{kind}")
         try:
             pristine = full_pristine(state, cache, repo.root)
@@ -375,7 +374,7 @@ def record_pristine(repo: Repository, names: list[str] | None = None) -> list[st
             after, offsets = apply_patch(files, entry.patch, patch_name=entry.name, allow_offset=True)
             if offsets:
                 rebased = diff_trees(files, after, entry.patch.description)
-                changes[repo.relative(repo.patch_dir(name) / entry.name)] = rebased.format().encode("utf-8")
+                changes[repo.relative(repo.patch_dir(name) / entry.name)] = rebased.text.encode("utf-8")
                 out.append(f"{name}: rebased {entry.name} ({len(offsets)} hunk(s) had moved)")
             files = after
         if files != tree:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pmsplat.patching.errors import ManifestError, PatchError
 from pmsplat.patching.tree import is_ignored, parse_listing, read_tree
-from pmsplat.patching.unidiff import Patch, parse_patch
+from pmsplat.patching.gitdiff import Patch, parse_patch
 
 MANIFEST_PATH = "patches/manifest.json"
 FORMAT_VERSION = 1

@@ -18,12 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmsplat.patching.diffgen import decode_text
 from pmsplat.patching.errors import PatchConflictError, PatchError, StateError
-from pmsplat.patching.patchapply import apply_file_patch
+from pmsplat.patching.gitdiff import apply_patch
 from pmsplat.patching.repository import BaselineSpec, Repository, SeriesEntry
-from pmsplat.patching.tree import file_digest, listing_hash, tree_listing
-from pmsplat.patching.unidiff import FilePatch
+from pmsplat.patching.tree import file_digest, listing_hash
 
 
 @dataclass(frozen=True)
@@ -97,18 +95,11 @@ class PristineCache:
 def unapply_file(path: str, data: bytes | None, entries: list[SeriesEntry]) -> bytes | None:
     """``data`` with the changes of ``entries`` (applied in order) to ``path`` undone, newest first.
     Raises PatchConflictError when one does not reverse-apply exactly."""
+    files = {} if data is None else {path: data}
     for entry in reversed(entries):
-        change = _change_of(entry, path)
-        if change is None:
-            continue
-        text = None if data is None else decode_text(path, data)
-        result, _ = apply_file_patch(change.reversed(), text, patch_name=entry.name, reverse=True)
-        data = None if result is None else result.encode("utf-8")
-    return data
-
-
-def _change_of(entry: SeriesEntry, path: str) -> FilePatch | None:
-    return next((change for change in entry.patch.files if change.path == path), None)
+        if path in entry.patch.paths:
+            files, _ = apply_patch(files, entry.patch, patch_name=entry.name, reverse=True, only=path)
+    return files.get(path)
 
 
 def _explain(path: str, tree: Mapping[str, bytes], listing: Mapping[str, str],
@@ -215,6 +206,3 @@ def _from_git_head(root: Path, path: str, digest: str, applied: list[SeriesEntry
             return candidate
     return None
 
-
-def tree_hash(files: Mapping[str, bytes]) -> str:
-    return listing_hash(tree_listing(files))
