@@ -137,7 +137,7 @@ def test_production_loader_puts_every_value_of_the_small_key_list_under_its_name
 
 def test_production_loader_rejects_a_key_list_with_another_width(key_file, tmp_path):
     from splatcore.model.checkpoints import load_weights
-    from splatcore.model.errors import CheckpointError
+    from splatcore.errors import CheckpointError
 
     entry = json.loads(json.dumps(key_file["presets"]["base"]))
     name = "depth_predictor.upsampler.concat_projects.0.weight"

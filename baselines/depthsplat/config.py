@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from splatcore.model.gaussian_adapter import GaussianAdapterCfg
 
-from .errors import DepthSplatConfigError
+from .errors import DepthSplatError
 
 OFFSET_MODES = ("ori", "origin", "pixel", "unconstrained")
 CONFIDENCE_ACTIVATIONS = (None, "softplus", "sigmoid")
@@ -126,7 +126,7 @@ class EncoderDepthSplatCfg:
         ]
         for ok, message in checks:
             if not ok:
-                raise DepthSplatConfigError(message)
+                raise DepthSplatError(message)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "EncoderDepthSplatCfg":

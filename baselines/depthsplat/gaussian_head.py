@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from splatcore.nn import UNet, group_norm
 
-from .errors import DepthSplatConfigError
+from .errors import DepthSplatError
 
 
 def build_gaussian_regressor(in_channels: int, channels: int, color_large_unet: bool) -> nn.Sequential:
@@ -58,4 +58,4 @@ def pixel_offsets(raw: Float[Tensor, "*batch 2"], mode: str, factor: float) -> F
         return torch.tanh(raw) * factor / 2
     if mode == "unconstrained":
         return raw * factor
-    raise DepthSplatConfigError(f"offset_mode must be 'ori', 'origin', 'pixel' or 'unconstrained', got {mode!r}")
+    raise DepthSplatError(f"offset_mode must be 'ori', 'origin', 'pixel' or 'unconstrained', got {mode!r}")

@@ -3,7 +3,6 @@ any loss registered later by name (:func:`register_loss`, how PM-Loss plugs in a
 ``loss=[mse,lpips,pm]``)."""
 
 from .base import Loss, freeze_as_buffers, state_dict_free, unwrap_cfg
-from .errors import LossConfigError, LossError, LossInputError, LossWeightsMissingError
 from .loss_depth import LossDepth, LossDepthCfg, LossDepthCfgWrapper
 from .loss_lpips import LossLpips, LossLpipsCfg, LossLpipsCfgWrapper
 from .loss_mse import LossMse, LossMseCfg, LossMseCfgWrapper, masked_squared_error
@@ -12,19 +11,15 @@ from .registry import LOSSES, get_losses, loss_cfgs_from_dict, register_loss
 __all__ = [
     "LOSSES",
     "Loss",
-    "LossConfigError",
     "LossDepth",
     "LossDepthCfg",
     "LossDepthCfgWrapper",
-    "LossError",
-    "LossInputError",
     "LossLpips",
     "LossLpipsCfg",
     "LossLpipsCfgWrapper",
     "LossMse",
     "LossMseCfg",
     "LossMseCfgWrapper",
-    "LossWeightsMissingError",
     "freeze_as_buffers",
     "get_losses",
     "loss_cfgs_from_dict",

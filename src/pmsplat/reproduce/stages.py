@@ -50,7 +50,7 @@ def weights_digest(path: Path) -> str:
     file is missing or cannot be read as a checkpoint."""
     import torch
     from splatcore.model.checkpoints import read_state_dict
-    from splatcore.model.errors import CheckpointError
+    from splatcore.errors import CheckpointError
 
     if not Path(path).is_file():
         raise BrokenArtifact(f"{Path(path).name} is missing")

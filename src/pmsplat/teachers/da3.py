@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PMSplatError
+from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PmsplatError
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import check_hf_folder, default_device, freeze, resolve_weights
 from pmsplat.teachers.geometry import unproject_depth
@@ -96,7 +96,7 @@ def load_da3(weights: str, model_class) -> torch.nn.Module:
         check_hf_folder(source.path, "Depth Anything 3")
     try:
         return model_class.from_pretrained(source.path)
-    except (MissingDependencyError, PMSplatError):
+    except (MissingDependencyError, PmsplatError):
         raise
     except Exception as error:
         where = "the model folder" if source.kind == "folder" else "the Hugging Face hub"

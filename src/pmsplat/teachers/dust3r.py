@@ -330,7 +330,7 @@ class DUSt3RTeacher:
         [0, 1], H and W multiples of 16; each example is reconstructed on its own."""
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
+            raise InputError(
                 f"DUSt3R needs image sizes that are multiples of {self.patch_size}, got {height}x{width}; "
                 "PMLoss resizes images for the teacher, call the teacher through it."
             )

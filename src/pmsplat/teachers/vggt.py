@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from pmsplat.errors import InputError
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import autocast_context, default_device, freeze, inference_dtype, load_weights
 from pmsplat.teachers.geometry import unproject_depth
@@ -94,7 +95,7 @@ class VGGTTeacher:
     ) -> TeacherOutput:
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
+            raise InputError(
                 f"VGGT needs image sizes that are multiples of {self.patch_size}, got {height}x{width}; "
                 "PMLoss resizes images for the teacher, call the teacher through it."
             )
