@@ -22,7 +22,7 @@ from pmsplat.patching.diffgen import decode_text
 from pmsplat.patching.errors import PatchConflictError, PatchError, StateError
 from pmsplat.patching.patchapply import apply_file_patch
 from pmsplat.patching.repository import BaselineSpec, Repository, SeriesEntry
-from pmsplat.patching.tree import file_digest, listing_hash, tree_listing
+from pmsplat.patching.tree import file_digest, listing_hash
 from pmsplat.patching.unidiff import FilePatch
 
 
@@ -215,6 +215,3 @@ def _from_git_head(root: Path, path: str, digest: str, applied: list[SeriesEntry
             return candidate
     return None
 
-
-def tree_hash(files: Mapping[str, bytes]) -> str:
-    return listing_hash(tree_listing(files))

@@ -30,7 +30,6 @@ PM-Loss's similarity alignment absorbs the frame either way.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -120,7 +119,6 @@ class DA3Teacher:
         if model is None:
             model = load_da3(self.cfg.weights, _import_da3())
         self.model = freeze(model).to(self.device)
-        self.last_seconds = 0.0
 
     def output_frame(self, views: int) -> str:
         """The frame of the returned points for a call with ``views`` views (module docstring)."""
@@ -151,9 +149,7 @@ class DA3Teacher:
         images: Float[Tensor, "batch view 3 height width"],
         context: dict | None = None,
     ) -> TeacherOutput:
-        start = time.perf_counter()
         results = [self._scene(example) for example in images]
-        self.last_seconds = time.perf_counter() - start
         points = torch.stack([r[0] for r in results]).to(images.device)
         confidence = torch.stack([r[1] for r in results]).to(images.device)
         return TeacherOutput(points=points, confidence=confidence)

@@ -26,7 +26,6 @@ the world, in VGGT's normalised scale, whatever the number of views.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -81,7 +80,6 @@ class VGGTTeacher:
             model = load_weights(self.cfg.weights, vggt_class, vggt_class.from_pretrained, "VGGT", WEIGHTS_HINT)
         self.model = freeze(model).to(self.device)
         self.dtype = inference_dtype(self.device, self.cfg.dtype)
-        self.last_seconds = 0.0
 
     def output_frame(self, views: int) -> str:
         """The frame of the returned points (the same for any number of views)."""
@@ -99,7 +97,6 @@ class VGGTTeacher:
                 f"VGGT needs image sizes that are multiples of {self.patch_size}, got {height}x{width}; "
                 "PMLoss resizes images for the teacher, call the teacher through it."
             )
-        start = time.perf_counter()
         with autocast_context(self.device, self.dtype):
             predictions = self.model(images.to(self.device))
         if self.cfg.points_from == "point_head":
@@ -111,5 +108,4 @@ class VGGTTeacher:
             depth = predictions["depth"][..., 0].float()
             points = unproject_depth(depth, world_to_camera.float(), intrinsics.float())
             confidence = predictions["depth_conf"].float()
-        self.last_seconds = time.perf_counter() - start
         return TeacherOutput(points=points.to(images.device), confidence=confidence.to(images.device))
