@@ -17,7 +17,6 @@ the small preset is also built for real to check that every value lands under it
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -152,11 +151,11 @@ def test_production_loader_rejects_a_key_list_with_another_width(key_file, tmp_p
 
 
 def _keys_command(path) -> tuple[int, str]:
-    from pmsplat.commands import parity as command
+    from pmsplat.cli import main
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = command.run(argparse.Namespace(baseline="depthsplat", file=None, keys=str(path), threads=1))
+        code = main(["parity", "--baseline", "depthsplat", "--keys", str(path), "--threads", "1"])
     return code, buffer.getvalue()
 
 

@@ -31,11 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pmsplat.errors import DataError
+
 DONE = "done.json"
 SPEC = "spec.json"
 
 
-class BrokenArtifact(Exception):
+class BrokenArtifact(DataError):
     """A finished stage's output file is missing or unreadable (the message says which and why)."""
 
 
