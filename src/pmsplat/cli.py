@@ -71,16 +71,13 @@ def _name_every_parser(parser: argparse.ArgumentParser, path: str = "pmsplat") -
 def expected_error(error: BaseException) -> bool:
     """True for the errors a user can fix (printed as one line): the roots of pmsplat, of the shared
     core and of the baselines (which derive from it), a missing file, a missing optional package."""
+    from splatcore.errors import SplatcoreError
+
     from pmsplat.errors import PmsplatError
 
-    if isinstance(error, PmsplatError | FileNotFoundError):
-        return True
-    if isinstance(error, ModuleNotFoundError):
+    if isinstance(error, ModuleNotFoundError) and not isinstance(error, PmsplatError):
         return (error.name or "").split(".")[0] not in OWN_PACKAGES
-    if isinstance(error, ImportError):
-        return False
-    splatcore_errors = sys.modules.get("splatcore.errors")  # imported by whatever raised one
-    return splatcore_errors is not None and isinstance(error, splatcore_errors.SplatcoreError)
+    return isinstance(error, PmsplatError | SplatcoreError | FileNotFoundError)
 
 
 def error_message(error: BaseException) -> str:
