@@ -55,7 +55,7 @@ setup(
         "vggt": ["huggingface_hub"],
         # depth-anything-3 0.1.1 imports addict without declaring it
         "da3": ["depth-anything-3", "addict"],
-        "dev": ["pytest>=8", "pytest-xdist", "pytest-benchmark", "hypothesis"],
+        "dev": ["pytest>=8", "pytest-xdist", "pytest-benchmark", "hypothesis", "import-linter>=2.17"],
         # CUDA-only kernels (`make setup` adds this extra where nvidia-smi finds a GPU): the gsplat
         # rasteriser (JIT-built on first use; needs nvcc) and xformers attention. The code imports
         # both lazily and falls back to the torch rasteriser / SDPA without them.

@@ -12,12 +12,11 @@ import torch
 
 from depthsplat.config import EncoderDepthSplatCfg, preset_cpu_tiny
 from depthsplat.encoder import EncoderDepthSplat
-from depthsplat.errors import DepthSplatConfigError
+from depthsplat.errors import DepthSplatError
 from pmsplat.adapter import fork
 from splatcore.dataset.config import DatasetCfg
-from splatcore.dataset.errors import DatasetConfigError
+from splatcore.errors import ConfigError
 from splatcore.model.config import TrainCfg
-from splatcore.model.errors import ModelConfigError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "pmsplat" / "adapter"
 
@@ -45,11 +44,11 @@ def test_fork_keys_default_to_upstream_and_are_checked():
     assert TrainCfg().skip_large_sample_loss == 0.0 and DatasetCfg.__dataclass_fields__["resize_filter"].default == "lanczos"
     cfg = EncoderDepthSplatCfg()
     assert (cfg.offset_mode, cfg.offset_factor, cfg.confidence_activation) == ("ori", 0.5, None)
-    with pytest.raises(ModelConfigError, match="skip_large_sample_loss"):
+    with pytest.raises(ConfigError, match="skip_large_sample_loss"):
         TrainCfg(skip_large_sample_loss=-1.0)
-    with pytest.raises(DepthSplatConfigError, match="confidence_activation"):
+    with pytest.raises(DepthSplatError, match="confidence_activation"):
         EncoderDepthSplatCfg(confidence_activation="relu")
-    with pytest.raises(DatasetConfigError, match="resize_filter"):
+    with pytest.raises(ConfigError, match="resize_filter"):
         fork.check_resize_filter(SimpleNamespace(resize_filter="cubic"))
 
 

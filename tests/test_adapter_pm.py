@@ -98,11 +98,11 @@ def test_zero_before_apply_after_step():
 
 def test_batch_mismatch_is_a_clear_error():
     from pmsplat.teachers.tensor import TensorTeacher
-    from splatcore.loss import LossInputError
+    from splatcore.errors import InputError
 
     gaussians, points, batch, prediction = _problem(batch=2)
     batch["context"]["image"] = batch["context"]["image"][:1].repeat(3, 1, 1, 1, 1)
-    with pytest.raises(LossInputError, match="multiple"):
+    with pytest.raises(InputError, match="multiple"):
         _loss(TensorTeacher(points))(prediction, batch, gaussians, global_step=0)
 
 
@@ -122,9 +122,9 @@ def test_teacher_is_outside_state_dict_parameters_and_optimizer():
 
 
 def test_bad_teacher_config_fails_at_start_up():
-    from splatcore.loss import LossConfigError
+    from splatcore.errors import ConfigError
 
-    with pytest.raises(LossConfigError, match="teacher"):
+    with pytest.raises(ConfigError, match="teacher"):
         LossPmCfg(teacher={"weights": "x"})
     with pytest.raises(Exception, match="robust"):
         LossPmCfg(teacher={"name": "synthetic"}, robust="tukey")
@@ -166,9 +166,9 @@ def test_registration_works_whichever_package_is_imported_first(first):
     ],
 )
 def test_invalid_pm_combinations_fail_at_start_up(overrides, message):
-    from splatcore.loss import LossConfigError
+    from splatcore.errors import ConfigError
     from splatcore.main import compose_config, typed_config
 
     cfg = compose_config(["+experiment=pmloss_mvsplat_synthetic_cpu", *overrides])
-    with pytest.raises(LossConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         typed_config(cfg, check_files=False)

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import pytest
 
 from splatcore.main import build_encoder, compose_config, encoder_cfg, typed_config
-from splatcore.model import ModelConfigError
+from splatcore.errors import ConfigError
 from test_wrapper_common import tiny_overrides
 
 
@@ -105,17 +105,17 @@ def test_synthetic_dataset_yaml_matches_the_generator():
     ],
 )
 def test_invalid_combinations_fail_at_start_up(overrides, message):
-    with pytest.raises(ModelConfigError, match=message):
+    with pytest.raises(ConfigError, match=message):
         _typed(overrides)
 
 
 def test_unknown_group_option_is_a_config_error():
-    with pytest.raises(ModelConfigError, match="invalid overrides"):
+    with pytest.raises(ConfigError, match="invalid overrides"):
         compose_config(["loss=[mse,nope]"])
 
 
 def test_missing_dataset_names_the_generator_command(tmp_path):
-    with pytest.raises(ModelConfigError, match="pmsplat data synth --out"):
+    with pytest.raises(ConfigError, match="pmsplat data synth --out"):
         typed_config(compose_config(["dataset=synthetic", f"dataset.roots=[{tmp_path / 'none'}]", "trainer.max_steps=5"]))
 
 

@@ -15,12 +15,12 @@ from PIL import Image
 from splatcore.dataset import (
     ChunkedDataset,
     DatasetCfg,
-    DatasetFormatError,
     ViewSamplerAllCfg,
     ViewSamplerArbitraryCfg,
     ViewSamplerEvaluationCfg,
     load_chunk,
 )
+from splatcore.errors import DataError
 
 HEIGHT, WIDTH = 36, 64
 
@@ -147,7 +147,7 @@ def test_multiple_roots_and_duplicate_keys(tmp_path):
     cfg = config(tmp_path / "a", roots=[tmp_path / "a", tmp_path / "b"])
     assert sorted(item["scene"] for item in ChunkedDataset(cfg, "test")) == ["one", "two"]
     write_root(tmp_path / "c", [[hand_built_scene("one", 3)[0]]])
-    with pytest.raises(DatasetFormatError, match="more than one dataset root"):
+    with pytest.raises(DataError, match="more than one dataset root"):
         ChunkedDataset(config(tmp_path / "a", roots=[tmp_path / "a", tmp_path / "c"]), "test")
 
 
@@ -155,13 +155,13 @@ def test_multiple_roots_and_duplicate_keys(tmp_path):
 
 
 def test_missing_root_and_missing_index(tmp_path):
-    with pytest.raises(DatasetFormatError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         ChunkedDataset(config(tmp_path / "nowhere"), "test")
     (tmp_path / "test").mkdir()
     torch.save([], tmp_path / "test" / "000000.torch")
-    with pytest.raises(DatasetFormatError, match="index.json"):
+    with pytest.raises(DataError, match="index.json"):
         ChunkedDataset(config(tmp_path), "test")
-    with pytest.raises(DatasetFormatError, match="no train/ folder"):
+    with pytest.raises(DataError, match="no train/ folder"):
         ChunkedDataset(config(tmp_path), "train")
 
 
@@ -175,7 +175,7 @@ def test_corrupt_or_truncated_chunk_names_the_file(tmp_path, damage):
         path.write_bytes(b"this is not a torch file" * 10)
     else:
         torch.save({"key": "s"}, path)
-    with pytest.raises(DatasetFormatError, match="000000.torch"):
+    with pytest.raises(DataError, match="000000.torch"):
         list(ChunkedDataset(config(tmp_path), "test"))
 
 
@@ -183,7 +183,7 @@ def test_camera_vector_of_wrong_length(tmp_path):
     example = hand_built_scene("bad_cam", 3)[0]
     example["cameras"] = example["cameras"][:, :17]
     write_root(tmp_path, [[example]])
-    with pytest.raises(DatasetFormatError, match=r"\(N, 18\).*000000.torch.*bad_cam"):
+    with pytest.raises(DataError, match=r"\(N, 18\).*000000.torch.*bad_cam"):
         load_chunk(tmp_path / "test" / "000000.torch")
 
 
@@ -191,7 +191,7 @@ def test_images_and_cameras_count_mismatch(tmp_path):
     example = hand_built_scene("short", 3)[0]
     example["images"] = example["images"][:2]
     write_root(tmp_path, [[example]])
-    with pytest.raises(DatasetFormatError, match="2 images but 3 camera vectors.*short"):
+    with pytest.raises(DataError, match="2 images but 3 camera vectors.*short"):
         list(ChunkedDataset(config(tmp_path), "test"))
 
 
@@ -206,7 +206,7 @@ def test_bad_pose_raises_for_re10k_and_is_counted_for_dl3dv(tmp_path, kind):
         example["cameras"][1, 6:9] *= -1  # one row of R negated: det -1
     good = hand_built_scene("good", 3, seed=1)[0]
     write_root(tmp_path, [[example, good]])
-    with pytest.raises(DatasetFormatError, match="non-finite pose.*badpose"):
+    with pytest.raises(DataError, match="non-finite pose.*badpose"):
         list(ChunkedDataset(config(tmp_path), "test"))
     dataset = ChunkedDataset(config(tmp_path, name="dl3dv"), "test")
     assert [item["scene"] for item in dataset] == ["good"]
@@ -217,7 +217,7 @@ def test_undecodable_image_bytes(tmp_path):
     example = hand_built_scene("broken_jpeg", 3)[0]
     example["images"][2] = torch.tensor(list(b"\xff\xd8not really a jpeg"), dtype=torch.uint8)
     write_root(tmp_path, [[example, hand_built_scene("fine", 3, seed=2)[0]]])
-    with pytest.raises(DatasetFormatError, match="Cannot decode.*broken_jpeg.*frame 2"):
+    with pytest.raises(DataError, match="Cannot decode.*broken_jpeg.*frame 2"):
         list(ChunkedDataset(config(tmp_path), "test"))
     dataset = ChunkedDataset(config(tmp_path, name="dl3dv"), "test")
     assert [item["scene"] for item in dataset] == ["fine"]
@@ -231,7 +231,7 @@ def test_unexpected_image_size_skipped_and_counted_or_raised(tmp_path):
     assert [item["scene"] for item in dataset] == ["right"]
     assert dataset.skips.counts() == {"bad_shape": 1}
     assert "1 images of an unexpected size" in dataset.skips.report()
-    with pytest.raises(DatasetFormatError, match=r"\(24, 40\).*small"):
+    with pytest.raises(DataError, match=r"\(24, 40\).*small"):
         list(ChunkedDataset(config(tmp_path, skip_bad_shape=False), "test"))
 
 
@@ -249,7 +249,7 @@ def test_wide_fov_and_too_few_frames_are_counted(tmp_path):
 
 def test_depth_requested_but_absent(tmp_path):
     write_root(tmp_path, [[hand_built_scene("nodepth", 3)[0]]])
-    with pytest.raises(DatasetFormatError, match="no 'depths'.*nodepth.*load_depth=false"):
+    with pytest.raises(DataError, match="no 'depths'.*nodepth.*load_depth=false"):
         list(ChunkedDataset(config(tmp_path, load_depth=True), "test"))
 
 
@@ -258,7 +258,7 @@ def test_evaluation_index_beyond_clip_is_an_error(tmp_path):
     index = tmp_path / "index.json"
     index.write_text(json.dumps({"clip": {"context": [0, 4], "target": [9]}}))
     cfg = config(tmp_path, view_sampler=ViewSamplerEvaluationCfg(index_path=index))
-    with pytest.raises(DatasetFormatError, match="frame 9 but the scene has 5 frames.*clip"):
+    with pytest.raises(DataError, match="frame 9 but the scene has 5 frames.*clip"):
         list(ChunkedDataset(cfg, "test"))
 
 

@@ -12,12 +12,12 @@ from splatcore.dataset import (
     DataLoaderStageCfg,
     DataModule,
     DatasetCfg,
-    DatasetConfigError,
     SkipReportCallback,
     ViewSamplerBoundedCfg,
     ViewSamplerBoundedV2Cfg,
     dataset_cfg_from_dict,
 )
+from splatcore.errors import ConfigError
 
 from test_dataset_chunks import hand_built_scene, write_root
 
@@ -84,7 +84,7 @@ def test_dataset_cfg_from_plain_mapping():
     assert cfg.view_sampler.num_context_views == 6 and cfg.near_far == (1.0, 200.0)
     assert cfg.expected_native_shape == (270, 480) and cfg.skips_bad_pose
     assert DatasetCfg().near_far == (0.1, 1000.0)
-    with pytest.raises(DatasetConfigError, match="resize_filter"):
+    with pytest.raises(ConfigError, match="resize_filter"):
         DatasetCfg(resize_filter="cubic")
-    with pytest.raises(DatasetConfigError, match="Unknown view sampler"):
+    with pytest.raises(ConfigError, match="Unknown view sampler"):
         dataset_cfg_from_dict({"view_sampler": {"name": "spiral"}})

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from splatcore.dataset import DatasetConfigError, apply_patch_shim, rescale_and_crop_views
+from splatcore.dataset import apply_patch_shim, rescale_and_crop_views
 from splatcore.dataset import shims
+from splatcore.errors import ConfigError
 from splatcore.dataset.shims import flip_views, rescale_image
 
 from pmsplat.adapter.fork import crop_shim_filter
@@ -53,7 +54,7 @@ def test_crop_shim_filter_is_restored_and_checked():
             assert shims.RESIZE_FILTER == Image.Resampling.BILINEAR
             raise RuntimeError
     assert shims.RESIZE_FILTER == Image.Resampling.LANCZOS  # upstream
-    with pytest.raises(DatasetConfigError, match="resize_filter"):
+    with pytest.raises(ConfigError, match="resize_filter"):
         with crop_shim_filter("cubic"):
             pass
 
@@ -118,5 +119,5 @@ def test_patch_shim_crops_to_multiple_and_scales_focal():
     np.testing.assert_allclose(result["context"]["intrinsics"][0, 0, 0, 0].item(), 0.8 * 90 / 80, rtol=1e-6)
     np.testing.assert_allclose(result["context"]["intrinsics"][0, 0, 1, 1].item(), 1.4 * 70 / 64, rtol=1e-6)
     odd = {name: value[None] for name, value in views(71, 90, count=1).items()}
-    with pytest.raises(DatasetConfigError, match="even image sizes"):
+    with pytest.raises(ConfigError, match="even image sizes"):
         apply_patch_shim({"context": odd}, 16)

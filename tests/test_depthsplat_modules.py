@@ -13,7 +13,7 @@ import torch
 
 from depthsplat.config import EncoderDepthSplatCfg, preset_cpu_tiny, preset_dl3dv_base
 from depthsplat.encoder import EncoderDepthSplat
-from depthsplat.errors import DepthSplatConfigError, DepthSplatInputError
+from depthsplat.errors import DepthSplatError
 from depthsplat.views import nearest_view_partners
 from depthsplat.vit.attention import multi_head_attention
 from depthsplat.vit.dinov2 import DINOV2_SPECS, DinoVisionTransformer
@@ -80,7 +80,7 @@ def test_position_embedding_unchanged_for_the_native_grid(tiny_vit):
 
 
 def test_vit_rejects_sizes_that_are_not_multiples_of_14(tiny_vit):
-    with pytest.raises(DepthSplatInputError, match="multiple of 14"):
+    with pytest.raises(DepthSplatError, match="multiple of 14"):
         tiny_vit.get_intermediate_layers(torch.rand(1, 3, 30, 28))
 
 
@@ -139,7 +139,7 @@ def test_offset_modes():
     torch.testing.assert_close(pixel_offsets(raw, "pixel", 0.5), torch.tanh(raw) * 0.25)
     torch.testing.assert_close(pixel_offsets(raw, "unconstrained", 0.5), raw * 0.5)
     assert pixel_offsets(raw, "ori", 0.5).abs().max() < 0.5
-    with pytest.raises(DepthSplatConfigError, match="offset_mode"):
+    with pytest.raises(DepthSplatError, match="offset_mode"):
         pixel_offsets(raw, "free", 0.5)
 
 
@@ -158,14 +158,14 @@ def test_nearest_view_partners_match_brute_force(nearest_n):
             if nearest_n is not None:  # restriction: camera-distance order
                 others.sort(key=lambda j: np.linalg.norm(centres[b, v] - centres[b, j]))
             assert partners[b, v].tolist() == others[:keep]
-    with pytest.raises(DepthSplatInputError):
+    with pytest.raises(DepthSplatError):
         nearest_view_partners(extrinsics, 1)
 
 
 def test_config_validation_and_upstream_config_loading(shared_dir):
-    with pytest.raises(DepthSplatConfigError, match="offset_mode"):
+    with pytest.raises(DepthSplatError, match="offset_mode"):
         EncoderDepthSplatCfg(offset_mode="free")
-    with pytest.raises(DepthSplatConfigError, match="lowest_feature_resolution"):
+    with pytest.raises(DepthSplatError, match="lowest_feature_resolution"):
         EncoderDepthSplatCfg(num_scales=2, upsample_factor=4, lowest_feature_resolution=4)
     upstream = json.loads((shared_dir / "parity/depthsplat/config.json").read_text())["encoder_config"]
     assert EncoderDepthSplatCfg.from_dict(upstream) == preset_dl3dv_base(monodepth_vit_type="vits")
@@ -224,11 +224,11 @@ def test_depth_stays_in_the_near_far_range_and_sizes_are_checked(tiny_encoder):
     with torch.no_grad():
         depths = tiny_encoder(_tiny_context(), 0)["depths"]
     assert depths.min() >= 1.0 - 1e-4 and depths.max() <= 100.0 * (1 + 1e-4)
-    with pytest.raises(DepthSplatInputError, match="divisible by 32"):
+    with pytest.raises(DepthSplatError, match="divisible by 32"):
         tiny_encoder(_tiny_context(h=48, w=32), 0)
     bad = _tiny_context()
     bad["near"] = bad["far"] * 2
-    with pytest.raises(DepthSplatInputError, match="near"):
+    with pytest.raises(DepthSplatError, match="near"):
         tiny_encoder(bad, 0)
 
 

@@ -17,7 +17,6 @@ the small preset is also built for real to check that every value lands under it
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -137,7 +136,7 @@ def test_production_loader_puts_every_value_of_the_small_key_list_under_its_name
 
 def test_production_loader_rejects_a_key_list_with_another_width(key_file, tmp_path):
     from splatcore.model.checkpoints import load_weights
-    from splatcore.model.errors import CheckpointError
+    from splatcore.errors import CheckpointError
 
     entry = json.loads(json.dumps(key_file["presets"]["base"]))
     name = "depth_predictor.upsampler.concat_projects.0.weight"
@@ -152,11 +151,11 @@ def test_production_loader_rejects_a_key_list_with_another_width(key_file, tmp_p
 
 
 def _keys_command(path) -> tuple[int, str]:
-    from pmsplat.commands import parity as command
+    from pmsplat.cli import main
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = command.run(argparse.Namespace(baseline="depthsplat", file=None, keys=str(path), threads=1))
+        code = main(["parity", "--baseline", "depthsplat", "--keys", str(path), "--threads", "1"])
     return code, buffer.getvalue()
 
 

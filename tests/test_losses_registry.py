@@ -13,23 +13,21 @@ from torch import nn
 from splatcore.loss import (
     LOSSES,
     Loss,
-    LossConfigError,
     LossDepth,
     LossDepthCfg,
     LossDepthCfgWrapper,
-    LossInputError,
     LossLpipsCfg,
     LossLpipsCfgWrapper,
     LossMse,
     LossMseCfg,
     LossMseCfgWrapper,
-    LossWeightsMissingError,
     freeze_as_buffers,
     get_losses,
     loss_cfgs_from_dict,
     register_loss,
     state_dict_free,
 )
+from splatcore.errors import ConfigError, InputError, MissingWeightsError
 from splatcore.types import DecoderOutput
 
 
@@ -84,7 +82,7 @@ def test_depth_smoothness_matches_loop_reference(rng):
 
 def test_depth_loss_without_rendered_depth_is_a_clear_error(rng):
     loss = LossDepth(LossDepthCfgWrapper(LossDepthCfg()))
-    with pytest.raises(LossInputError, match="train.depth_mode"):
+    with pytest.raises(InputError, match="train.depth_mode"):
         loss(DecoderOutput(color=torch.zeros(1, 1, 3, 2, 2)), _batch(rng, 1, 1, 2, 2), None, 0)
 
 
@@ -99,7 +97,7 @@ def no_lpips_weights(monkeypatch, tmp_path):
 
 
 def test_lpips_missing_weights_is_an_error_by_default(no_lpips_weights):
-    with pytest.raises(LossWeightsMissingError, match="allow_missing_weights"):
+    with pytest.raises(MissingWeightsError, match="allow_missing_weights"):
         get_losses(loss_cfgs_from_dict([{"lpips": {"weight": 0.05}}]))
 
 
@@ -162,16 +160,16 @@ def test_register_loss_extends_the_registry_by_name():
         assert [loss.name for loss in losses] == ["mse", "const"] and losses[1].cfg.weight == 3.0
     finally:
         LOSSES.pop("const")
-    with pytest.raises(LossConfigError, match="unknown loss 'const'"):
+    with pytest.raises(ConfigError, match="unknown loss 'const'"):
         loss_cfgs_from_dict([{"const": {}}])
 
 
 def test_registry_rejects_bad_entries():
-    with pytest.raises(LossConfigError, match="one field named 'other'"):
+    with pytest.raises(ConfigError, match="one field named 'other'"):
         register_loss("other", _ConstCfgWrapper, _ConstLoss)
-    with pytest.raises(LossConfigError, match="twice"):
+    with pytest.raises(ConfigError, match="twice"):
         loss_cfgs_from_dict([{"mse": {}}, {"mse": {}}])
-    with pytest.raises(LossConfigError, match="clamp_large_error"):
+    with pytest.raises(ConfigError, match="clamp_large_error"):
         loss_cfgs_from_dict([{"mse": {"clamp_large_error": -1}}])
 
 

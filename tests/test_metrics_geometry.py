@@ -76,14 +76,3 @@ def test_floating_fraction_on_a_plane():
     assert float(floating_fraction(pred * 10, gt * 10, 0.2, relative=True)[0]) == pytest.approx(expected)
     with pytest.raises(InputError, match="threshold"):
         floating_fraction(pred, gt, 0.0)
-
-
-def test_scipy_fallback_equals_brute_force(rng):
-    from pmsplat.evaluation.geometry import _scipy_distances
-
-    pred = torch.randn(2, 40, 3, generator=rng, dtype=torch.float64)
-    gt = torch.randn(2, 60, 3, generator=rng, dtype=torch.float64)
-    mask = torch.rand(2, 60, generator=rng) > 0.3
-    for b in range(2):
-        brute = torch.cdist(pred[b], gt[b][mask[b]]).min(dim=-1).values
-        torch.testing.assert_close(_scipy_distances(pred, gt, mask)[b], brute)

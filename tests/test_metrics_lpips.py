@@ -7,13 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from splatcore.evaluation import (
-    LPIPS,
-    LPIPSUnavailableError,
-    VGG16Features,
-    compute_lpips,
-    lpips_availability,
-)
+from splatcore.evaluation import LPIPS, VGG16Features, compute_lpips, lpips_availability
+from splatcore.errors import MissingWeightsError
 from splatcore.evaluation import lpips as lpips_module
 from splatcore.evaluation.lpips import LINEAR_ENV, VGG16_ENV, LPIPSLinearHeads, find_linear_weights
 
@@ -142,9 +137,9 @@ def test_missing_weights_give_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv(VGG16_ENV, str(tmp_path / "nope.pth"))
     available, reason = lpips_availability()
     assert not available and "nope.pth" in reason and VGG16_ENV in reason
-    with pytest.raises(LPIPSUnavailableError, match="download.pytorch.org/models/vgg16-397923af.pth"):
+    with pytest.raises(MissingWeightsError, match="download.pytorch.org/models/vgg16-397923af.pth"):
         LPIPS()
-    with pytest.raises(LPIPSUnavailableError, match="vgg16-397923af"):
+    with pytest.raises(MissingWeightsError, match="vgg16-397923af"):
         compute_lpips(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     # No env var, nothing in ./checkpoints, the torch hub cache or the checkout's checkpoints/.
     monkeypatch.delenv(VGG16_ENV)
@@ -161,10 +156,10 @@ def test_missing_weights_give_a_clear_error(tmp_path, monkeypatch):
 def test_wrong_file_content_is_reported(tmp_path, weight_files):
     _, heads_path, _, _ = weight_files
     torch.save({"features.0.weight": torch.zeros(3, 3)}, tmp_path / "bad.pth")
-    with pytest.raises(LPIPSUnavailableError, match="shape"):
+    with pytest.raises(MissingWeightsError, match="shape"):
         LPIPS(tmp_path / "bad.pth", heads_path)
     (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(LPIPSUnavailableError, match="Cannot read"):
+    with pytest.raises(MissingWeightsError, match="Cannot read"):
         LPIPS(tmp_path / "garbage.pth", heads_path)
 
 
@@ -172,7 +167,7 @@ def test_installed_lpips_package_heads_load(monkeypatch):
     monkeypatch.delenv(LINEAR_ENV, raising=False)
     try:
         path = find_linear_weights()
-    except LPIPSUnavailableError:
+    except MissingWeightsError:
         pytest.skip("the PyPI 'lpips' package (pip install --no-deps lpips==0.1.4) is not installed")
     state = torch.load(path, map_location="cpu", weights_only=True)
     heads = LPIPSLinearHeads()

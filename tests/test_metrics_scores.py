@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from splatcore.evaluation import MetricInputError, ScoreBook
+from splatcore.evaluation import ScoreBook
+from splatcore.errors import InputError
 
 
 def _book() -> ScoreBook:
@@ -45,11 +46,11 @@ def test_written_files_have_the_upstream_layout(tmp_path):
 
 def test_scorebook_rejects_inconsistent_input():
     book = _book()
-    with pytest.raises(MetricInputError, match="already added"):
+    with pytest.raises(InputError, match="already added"):
         book.add("a", {"psnr": torch.tensor([1.0]), "ssim": torch.tensor([1.0])})
-    with pytest.raises(MetricInputError, match="same metrics"):
+    with pytest.raises(InputError, match="same metrics"):
         book.add("c", {"psnr": torch.tensor([1.0])})
-    with pytest.raises(MetricInputError, match="1-D"):
+    with pytest.raises(InputError, match="1-D"):
         book.add("d", {"psnr": torch.tensor([]), "ssim": torch.tensor([])})
-    with pytest.raises(MetricInputError, match="no scene"):
+    with pytest.raises(InputError, match="no scene"):
         ScoreBook().averages()

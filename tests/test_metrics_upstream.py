@@ -8,7 +8,8 @@ import torch
 from jaxtyping import TypeCheckError
 from skimage.metrics import structural_similarity
 
-from splatcore.evaluation import MetricInputError, compute_psnr, compute_ssim
+from splatcore.evaluation import compute_psnr, compute_ssim
+from splatcore.errors import InputError
 
 
 def test_psnr_closed_form_constant_offset(rng):
@@ -56,9 +57,9 @@ def test_ssim_of_identical_images_is_one(rng):
 
 def test_bad_inputs_raise_clear_errors():
     # Under the test suite's jaxtyping hook the annotation catches the mismatch first.
-    with pytest.raises((MetricInputError, TypeCheckError)):
+    with pytest.raises((InputError, TypeCheckError)):
         compute_psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
-    with pytest.raises(MetricInputError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"):
         compute_psnr(torch.full((1, 3, 8, 8), float("nan")), torch.rand(1, 3, 8, 8))
-    with pytest.raises(MetricInputError, match="11x11"):
+    with pytest.raises(InputError, match="11x11"):
         compute_ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mvsplat import EncoderCostVolume, EncoderCostVolumeCfg
-from mvsplat.errors import MVSplatConfigError, MVSplatInputError
+from mvsplat.errors import MVSplatError
 from splatcore.model.gaussian_adapter import GaussianAdapterCfg
 
 
@@ -100,17 +100,17 @@ def test_data_shim_crops_to_multiples_of_16_and_fixes_intrinsics(small_encoder):
 
 
 def test_bad_inputs_and_configs_get_clear_errors(small_encoder):
-    with pytest.raises(MVSplatInputError, match="multiples of 16"):
+    with pytest.raises(MVSplatError, match="multiples of 16"):
         small_encoder(make_context(1, 3, 24, 32), 0)
-    with pytest.raises(MVSplatInputError, match="at least 2 context views"):
+    with pytest.raises(MVSplatError, match="at least 2 context views"):
         small_encoder(make_context(1, 1, 32, 32), 0)
     context = make_context(1, 3, 32, 32)
     del context["far"]
-    with pytest.raises(MVSplatInputError, match="'far'"):
+    with pytest.raises(MVSplatError, match="'far'"):
         small_encoder(context, 0)
-    with pytest.raises(MVSplatConfigError, match="wo_cost_volume"):
+    with pytest.raises(MVSplatError, match="wo_cost_volume"):
         EncoderCostVolume(EncoderCostVolumeCfg(wo_cost_volume=True))
-    with pytest.raises(MVSplatConfigError, match="gaussians_per_pixel"):
+    with pytest.raises(MVSplatError, match="gaussians_per_pixel"):
         EncoderCostVolume(EncoderCostVolumeCfg(gaussians_per_pixel=2))
 
 

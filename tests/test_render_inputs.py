@@ -6,15 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from splatcore.decoder import (
-    BackendUnavailableError,
-    Decoder,
-    DecoderConfigError,
-    DecoderInputError,
-    DecoderSplattingCfg,
-    decoder_cfg_from_dict,
-    get_decoder,
-)
+from splatcore.decoder import Decoder, DecoderSplattingCfg, decoder_cfg_from_dict, get_decoder
+from splatcore.errors import BackendUnavailableError, ConfigError, InputError
 from splatcore.decoder.validation import check_shapes
 from splatcore.types import Gaussians
 
@@ -62,7 +55,7 @@ def render(params, cameras, shape=(6, 7), **cfg):
 def test_wrong_gaussian_shapes(index, bad, message):
     params, cameras = scene()
     params[index] = bad
-    with pytest.raises(DecoderInputError, match=message):
+    with pytest.raises(InputError, match=message):
         render(params, cameras)
 
 
@@ -80,15 +73,15 @@ def test_wrong_camera_shapes(index, bad, message):
     params, cameras = scene()
     cameras = list(cameras)
     cameras[index] = bad
-    with pytest.raises(DecoderInputError, match=message):
+    with pytest.raises(InputError, match=message):
         check_shapes(unchecked_gaussians(*params), *cameras, (6, 7))
 
 
 def test_bad_image_shape_and_dtype_mismatch():
     params, cameras = scene()
-    with pytest.raises(DecoderInputError, match="image_shape"):
+    with pytest.raises(InputError, match="image_shape"):
         check_shapes(unchecked_gaussians(*params), *cameras, (0, 7))
-    with pytest.raises(DecoderInputError, match="dtype"):
+    with pytest.raises(InputError, match="dtype"):
         check_shapes(unchecked_gaussians(*params), cameras[0].double(), *cameras[1:], (6, 7))
 
 
@@ -97,18 +90,18 @@ def test_non_finite_gaussians(index, name):
     params, cameras = scene()
     params[index] = params[index].clone()
     params[index].view(-1)[3] = float("nan") if index != 0 else float("inf")
-    with pytest.raises(DecoderInputError, match=f"gaussians.{name} holds 1 non-finite"):
+    with pytest.raises(InputError, match=f"gaussians.{name} holds 1 non-finite"):
         render(params, cameras)
 
 
 def test_non_positive_semi_definite_covariance():
     params, cameras = scene()
     params[1][0, 2] = torch.diag(torch.tensor([0.01, -0.004, 0.02]))
-    with pytest.raises(DecoderInputError, match=r"positive semi-definite; covariance \[0, 2\] has eigenvalue -0.004"):
+    with pytest.raises(InputError, match=r"positive semi-definite; covariance \[0, 2\] has eigenvalue -0.004"):
         render(params, cameras)
     # Indefinite with positive diagonal: caught by the 2x2 principal minors.
     params[1][0, 2] = torch.tensor([[0.01, 0.02, 0], [0.02, 0.01, 0], [0, 0, 0.01]])
-    with pytest.raises(DecoderInputError, match="positive semi-definite"):
+    with pytest.raises(InputError, match="positive semi-definite"):
         render(params, cameras)
     # Semi-definite (a flat disc) is allowed: the 0.3 px^2 low-pass keeps its footprint regular.
     params[1][0, 2] = torch.diag(torch.tensor([0.01, 0.01, 0.0]))
@@ -119,7 +112,7 @@ def test_non_positive_semi_definite_covariance():
 def test_asymmetric_covariance():
     params, cameras = scene()
     params[1][0, 1, 0, 2] = 0.005
-    with pytest.raises(DecoderInputError, match="symmetric"):
+    with pytest.raises(InputError, match="symmetric"):
         render(params, cameras)
 
 
@@ -127,11 +120,11 @@ def test_opacity_outside_unit_interval_and_bad_near():
     params, cameras = scene()
     params[3] = params[3].clone()
     params[3][0, 0] = 1.2
-    with pytest.raises(DecoderInputError, match=r"opacities must lie in \[0, 1\]"):
+    with pytest.raises(InputError, match=r"opacities must lie in \[0, 1\]"):
         render(params, cameras)
     params, cameras = scene()
     cameras[2][0, 1] = 0.0
-    with pytest.raises(DecoderInputError, match="near must be > 0"):
+    with pytest.raises(InputError, match="near must be > 0"):
         render(params, cameras)
 
 
@@ -177,16 +170,16 @@ def test_config_names_backends_and_depth_modes():
     assert DecoderSplattingCfg().name == "splatting_cuda"
     assert decoder_cfg_from_dict({"name": "splatting_cuda", "backend": "torch"}).backend == "torch"
     assert decoder_cfg_from_dict({"name": "splatting"}).name == "splatting"
-    with pytest.raises(DecoderConfigError, match="not a splatting decoder"):
+    with pytest.raises(ConfigError, match="not a splatting decoder"):
         DecoderSplattingCfg(name="nerf")
-    with pytest.raises(DecoderConfigError, match="backend"):
+    with pytest.raises(ConfigError, match="backend"):
         DecoderSplattingCfg(backend="opengl")
-    with pytest.raises(DecoderConfigError, match="unknown decoder config key"):
+    with pytest.raises(ConfigError, match="unknown decoder config key"):
         decoder_cfg_from_dict({"name": "splatting_cuda", "tile": 8})
-    with pytest.raises(DecoderConfigError, match="background_color"):
+    with pytest.raises(ConfigError, match="background_color"):
         Decoder(background_color=[0.0, 0.0])
     params, cameras = scene()
     decoder = get_decoder(DecoderSplattingCfg(backend="torch"), {"background_color": [0.0, 0.0, 1.0]})
     assert decoder.background_color.tolist() == [0.0, 0.0, 1.0]
-    with pytest.raises(DecoderConfigError, match="depth_mode"):
+    with pytest.raises(ConfigError, match="depth_mode"):
         Decoder(DecoderSplattingCfg(backend="torch")).forward(Gaussians(*params), *cameras, (6, 7), "inverse")

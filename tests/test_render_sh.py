@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.special import sph_harm_y
 
-from splatcore.decoder.errors import DecoderInputError
+from splatcore.errors import InputError
 from splatcore.decoder.sh import permuted_sh_basis, sh_degree_of, sh_to_rgb
 
 
@@ -114,5 +114,5 @@ def test_lower_degrees_use_the_leading_coefficients(d_sh, degree):
 
 @pytest.mark.parametrize("d_sh", [0, 2, 5, 15])
 def test_non_square_coefficient_count_is_an_error(d_sh):
-    with pytest.raises(DecoderInputError, match="d_sh"):
+    with pytest.raises(InputError, match="d_sh"):
         sh_to_rgb(torch.zeros(2, 3, d_sh), unit_directions(2).float())

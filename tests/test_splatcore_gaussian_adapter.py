@@ -19,7 +19,7 @@ from splatcore.model.gaussian_adapter import (
     rotate_sh,
     sh_mask,
 )
-from splatcore.nn import NetworkInputError
+from splatcore.errors import InputError
 
 
 def _random_cameras(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,12 +115,12 @@ def test_harmonics_are_masked_and_rotated_equivariantly(adapter_inputs):
 def test_rotate_sh_identity_and_bad_dimension(rng):
     coefficients = torch.randn(5, 3, 16, generator=rng, dtype=torch.float64)
     torch.testing.assert_close(rotate_sh(coefficients, torch.eye(3, dtype=torch.float64)), coefficients)
-    with pytest.raises(NetworkInputError, match="square"):
+    with pytest.raises(InputError, match="square"):
         rotate_sh(torch.zeros(2, 3, 5), torch.eye(3))
 
 
 def test_wrong_raw_channel_count_is_rejected(adapter_inputs):
     inputs, _ = adapter_inputs
     adapter = GaussianAdapter(GaussianAdapterCfg(0.5, 15.0, sh_degree=4))
-    with pytest.raises(NetworkInputError, match="raw Gaussian channels"):
+    with pytest.raises(InputError, match="raw Gaussian channels"):
         adapter(**inputs)

@@ -12,7 +12,6 @@ import torch
 from splatcore.nn import (
     CNNBackbone,
     MultiViewTransformer,
-    NetworkInputError,
     UNet,
     all_other_views,
     correlation,
@@ -27,6 +26,7 @@ from splatcore.nn import (
     warp_with_depth_candidates,
     window_attention,
 )
+from splatcore.errors import InputError
 
 
 def test_split_merge_windows_round_trip_and_order(rng):
@@ -37,7 +37,7 @@ def test_split_merge_windows_round_trip_and_order(rng):
     assert torch.equal(windows[1], x[0, :, :4, 6:])
     assert torch.equal(windows[6], x[1, :, 4:, :6])
     assert torch.equal(merge_windows(windows, 2), x)
-    with pytest.raises(NetworkInputError, match="cannot be cut"):
+    with pytest.raises(InputError, match="cannot be cut"):
         split_windows(torch.zeros(1, 1, 7, 8), 2)
 
 
@@ -149,7 +149,7 @@ def test_multiview_transformer_view_permutation_follows_upstream(rng):
     torch.testing.assert_close(model(x, 2, partners=[[1, 2], [0, 2], [0, 1]]), out)
     assert (model(x, 2, partners=[[2, 1], [2, 0], [1, 0]]) - out).abs().max() > 1e-3
     assert not torch.allclose(model(x, 2, partners=[[0], [1], [2]]), out)
-    with pytest.raises(NetworkInputError, match="same, non-zero number"):
+    with pytest.raises(InputError, match="same, non-zero number"):
         model(x, 2, partners=[[1, 2], [0], [0, 1]])
 
 
@@ -170,7 +170,7 @@ def test_inverse_depth_candidates_uniform_in_disparity():
     candidates = inverse_depth_candidates(near, far, 5).double()
     expected = torch.stack([torch.linspace(1 / 100, 1.0, 5), torch.linspace(1 / 10, 1 / 2, 5)]).double()
     torch.testing.assert_close(candidates, expected, rtol=0, atol=1e-7)
-    with pytest.raises(NetworkInputError, match="near < far"):
+    with pytest.raises(InputError, match="near < far"):
         inverse_depth_candidates(far, near, 5)
 
 
@@ -224,7 +224,7 @@ def test_unet_cross_view_attention_groups_consecutive_views(rng, pre_norm):
     torch.testing.assert_close(unet(x[[1, 0, 3, 2]]), out[[1, 0, 3, 2]])
     unet.set_num_views(1)
     torch.testing.assert_close(unet(x2)[0], unet(x[:1])[0])
-    with pytest.raises(NetworkInputError, match="multiple of 2"):
+    with pytest.raises(InputError, match="multiple of 2"):
         unet(torch.zeros(1, 8, 7, 8, dtype=torch.float64))
 
 

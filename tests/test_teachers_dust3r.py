@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pmsplat.errors import MissingDependencyError, MissingWeightsError, PMSplatError
+from pmsplat.errors import MissingDependencyError, MissingWeightsError, PmsplatError
 from pmsplat.teachers.dust3r import (
     DUSt3RTeacher,
     DUSt3RTeacherCfg,
@@ -317,14 +317,14 @@ def test_checkpoint_that_would_run_code_is_refused(clone, tmp_path):
             return (Path.touch, (marker,))
 
     torch.save({"model": small_state(), "args": Payload()}, tmp_path / "pickle.pth")
-    with pytest.raises(PMSplatError, match=r"weights_only=True.*does not unpickle arbitrary objects"):
+    with pytest.raises(PmsplatError, match=r"weights_only=True.*does not unpickle arbitrary objects"):
         build(clone, weights=str(tmp_path / "pickle.pth"))
     assert not marker.exists()
 
 
 def test_architecture_mismatch_and_broken_arguments_are_clear(clone, tmp_path):
     wrong = official_checkpoint(tmp_path / "wrong.pth", SMALL.replace("enc_embed_dim=6", "enc_embed_dim=8"))
-    with pytest.raises(PMSplatError, match=r"do not match the model: .*enc.weight"):
+    with pytest.raises(PmsplatError, match=r"do not match the model: .*enc.weight"):
         build(clone, weights=str(wrong))
     broken = official_checkpoint(tmp_path / "broken.pth", "AsymmetricCroCo3DStereo(img_size=64)")
     with pytest.raises(ArchitectureError, match=r"building AsymmetricCroCo3DStereo with the arguments from broken.pth: args.model failed \(TypeError"):

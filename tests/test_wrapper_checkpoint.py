@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from splatcore.main import build_model, compose_config, typed_config
-from splatcore.model import CheckpointError, load_weights
+from splatcore.errors import CheckpointError
+from splatcore.model import load_weights
 from test_wrapper_common import tiny_overrides
 
 

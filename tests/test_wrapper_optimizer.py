@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from splatcore.model import ModelConfigError, OptimizerCfg, build_optimizer, parameter_groups
+from splatcore.model import OptimizerCfg, build_optimizer, parameter_groups
+from splatcore.errors import ConfigError
 
 
 def test_depthsplat_groups_split_the_vit_by_name():
@@ -80,5 +81,5 @@ def test_adam_linear_warm_up():
 
 
 def test_one_cycle_needs_max_steps():
-    with pytest.raises(ModelConfigError, match="max_steps"):
+    with pytest.raises(ConfigError, match="max_steps"):
         build_optimizer(nn.Linear(2, 2), OptimizerCfg(), -1)

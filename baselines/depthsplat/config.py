@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pmsplat.adapter.fork import check_encoder_options  # PM-Loss fork
 from splatcore.model.gaussian_adapter import GaussianAdapterCfg
 
-from .errors import DepthSplatConfigError
+from .errors import DepthSplatError
 
 
 @dataclass
@@ -117,7 +117,7 @@ class EncoderDepthSplatCfg:
         ]
         for ok, message in checks:
             if not ok:
-                raise DepthSplatConfigError(message)
+                raise DepthSplatError(message)
         check_encoder_options(self)
 
     @classmethod

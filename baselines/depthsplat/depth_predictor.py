@@ -44,7 +44,7 @@ from splatcore.nn import (
 )
 
 from .dpt_head import DPTHead
-from .errors import DepthSplatInputError
+from .errors import DepthSplatError
 from .pyramid import ViTFeaturePyramid
 from .vit import build_dinov2
 
@@ -207,7 +207,7 @@ class MultiViewUniMatch(nn.Module):
         b, v, _, h, w = images.shape
         multiple = 4 * self.lowest_feature_resolution
         if h % multiple or w % multiple:
-            raise DepthSplatInputError(
+            raise DepthSplatError(
                 f"DepthSplat with lowest_feature_resolution={self.lowest_feature_resolution} needs image "
                 f"height and width divisible by {multiple}, got {h}x{w}; crop or resize the views "
                 "(the encoder's data shim crops to multiples of 16 only, as upstream)"

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import DepthSplatConfigError, DepthSplatInputError
+from .errors import DepthSplatError
 
 DPT_CONFIGS: dict[str, dict] = {
     "vits": {"features": 32, "out_channels": (48, 96, 192, 384)},
@@ -137,7 +137,7 @@ class DPTHead(nn.Module):
     def __init__(self, vit_type: str, vit_channels: int, upsample_factor: int, num_scales: int) -> None:
         super().__init__()
         if vit_type not in DPT_CONFIGS:
-            raise DepthSplatConfigError(f"unknown ViT type {vit_type!r} for the DPT head (vits, vitb or vitl)")
+            raise DepthSplatError(f"unknown ViT type {vit_type!r} for the DPT head (vits, vitb or vitl)")
         config = DPT_CONFIGS[vit_type]
         out_channels = config["out_channels"]
         self.num_scales = num_scales
@@ -171,7 +171,7 @@ class DPTHead(nn.Module):
         (1 or 2 maps); inverse_depth: the last scale's inverse depth. Returns the inverse-depth
         residual at full resolution (4 x the 1/2 level-0 map, then refinenet1's x2)."""
         if len(vit) != 4 or len(cnn) != 3 or len(mv) != self.num_scales:
-            raise DepthSplatInputError(
+            raise DepthSplatError(
                 f"the DPT head needs 4 ViT maps, 3 CNN maps and {self.num_scales} multi-view map(s), "
                 f"got {len(vit)}, {len(cnn)} and {len(mv)}"
             )

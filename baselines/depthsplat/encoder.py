@@ -33,7 +33,7 @@ from splatcore.types import Gaussians
 
 from .config import EncoderDepthSplatCfg
 from .depth_predictor import FEATURE_CHANNELS, MultiViewUniMatch
-from .errors import DepthSplatInputError
+from .errors import DepthSplatError
 from .feature_upsampler import ResizeConvFeatureUpsampler
 from .gaussian_head import build_gaussian_head, build_gaussian_regressor
 from .views import nearest_view_partners
@@ -99,17 +99,17 @@ class EncoderDepthSplat(nn.Module):
     def _check_context(self, context: dict[str, Tensor]) -> None:
         missing = [k for k in ("image", "extrinsics", "intrinsics", "near", "far") if k not in context]
         if missing:
-            raise DepthSplatInputError(f"context lacks {missing}; give image, extrinsics, intrinsics, near and far")
+            raise DepthSplatError(f"context lacks {missing}; give image, extrinsics, intrinsics, near and far")
         image = context["image"]
         if image.dim() != 5 or image.shape[2] != 3:
-            raise DepthSplatInputError(f"context image must be [B, V, 3, H, W], got {tuple(image.shape)}")
+            raise DepthSplatError(f"context image must be [B, V, 3, H, W], got {tuple(image.shape)}")
         b, v = image.shape[:2]
         expected = {"extrinsics": (b, v, 4, 4), "intrinsics": (b, v, 3, 3), "near": (b, v), "far": (b, v)}
         for key, shape in expected.items():
             if tuple(context[key].shape) != shape:
-                raise DepthSplatInputError(f"context {key} must have shape {shape}, got {tuple(context[key].shape)}")
+                raise DepthSplatError(f"context {key} must have shape {shape}, got {tuple(context[key].shape)}")
         if not bool((context["near"] > 0).all()) or not bool((context["far"] > context["near"]).all()):
-            raise DepthSplatInputError("near and far must satisfy 0 < near < far for every view")
+            raise DepthSplatError("near and far must satisfy 0 < near < far for every view")
 
     def forward(
         self,

@@ -1,13 +1,7 @@
-"""Errors raised by the vendored DepthSplat encoder (baselines must not import pmsplat)."""
+"""The root error of the vendored DepthSplat encoder (baselines must not import pmsplat)."""
+
+from splatcore.errors import SplatcoreError
 
 
-class DepthSplatError(Exception):
-    """Base class of the errors this package raises on bad input or configuration."""
-
-
-class DepthSplatConfigError(DepthSplatError, ValueError):
-    """A configuration value is unknown or inconsistent with the others."""
-
-
-class DepthSplatInputError(DepthSplatError, ValueError):
-    """An input tensor has the wrong shape, size or values."""
+class DepthSplatError(SplatcoreError, ValueError):
+    """A configuration value or an input tensor the DepthSplat port cannot use (the message says which)."""

@@ -22,13 +22,13 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import DepthSplatConfigError
+from .errors import DepthSplatError
 
 
 def _upsampler_branch(in_channels: int, out_channels: int, factor: int) -> nn.Sequential:
     steps = int(round(math.log2(factor)))
     if 2**steps != factor or steps < 1:
-        raise DepthSplatConfigError(f"feature upsampling factor must be a power of two >= 2, got {factor}")
+        raise DepthSplatError(f"feature upsampling factor must be a power of two >= 2, got {factor}")
     width = out_channels * 2 ** max(steps - 1, 1)
     layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 1)]
     for k in range(1, steps + 1):
@@ -52,7 +52,7 @@ class ResizeConvFeatureUpsampler(nn.Module):
         super().__init__()
         num_scales = len(in_channels_per_scale)
         if out_channels % num_scales:
-            raise DepthSplatConfigError(
+            raise DepthSplatError(
                 f"feature_upsampler_channels ({out_channels}) must be divisible by num_scales ({num_scales})"
             )
         per_scale = out_channels // num_scales

@@ -58,7 +58,7 @@ def _config_from_mapping(values: Any, where: str) -> EncoderDepthSplatCfg:
         raise ParityError(f"{where} must be a JSON object of model.encoder keys, got {type(values).__name__}")
     try:
         return EncoderDepthSplatCfg.from_dict(dict(values))
-    except Exception as error:  # DepthSplatConfigError, or dacite's own error types
+    except Exception as error:  # DepthSplatError, or dacite's own error types
         raise ParityError(f"{where} is not a valid DepthSplat encoder configuration: {error}") from error
 
 

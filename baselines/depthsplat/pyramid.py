@@ -14,7 +14,7 @@ from __future__ import annotations
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import DepthSplatConfigError
+from .errors import DepthSplatError
 
 
 class ViTFeaturePyramid(nn.Module):
@@ -39,7 +39,7 @@ class ViTFeaturePyramid(nn.Module):
             elif scale == 0.5:
                 layers = [nn.MaxPool2d(2, stride=2)]
             else:
-                raise DepthSplatConfigError(f"pyramid scale factors must be 0.5, 1, 2 or 4, got {scale}")
+                raise DepthSplatError(f"pyramid scale factors must be 0.5, 1, 2 or 4, got {scale}")
             if layers:
                 layers += [nn.GELU(), nn.Conv2d(dim, dim, 3, padding=1)]
             self.stages.append(nn.Sequential(*layers))

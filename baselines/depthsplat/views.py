@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float, Int64
 from torch import Tensor
 
-from .errors import DepthSplatInputError
+from .errors import DepthSplatError
 
 
 def nearest_view_partners(
@@ -30,9 +30,9 @@ def nearest_view_partners(
     ``extrinsics``; see the module docstring for the order."""
     b, v = extrinsics.shape[:2]
     if v < 2:
-        raise DepthSplatInputError(f"DepthSplat needs at least 2 context views, got {v}")
+        raise DepthSplatError(f"DepthSplat needs at least 2 context views, got {v}")
     if nearest_n is not None and nearest_n < 2:
-        raise DepthSplatInputError(f"nearest-view count must be >= 2 (the view itself + 1), got {nearest_n}")
+        raise DepthSplatError(f"nearest-view count must be >= 2 (the view itself + 1), got {nearest_n}")
     if nearest_n is None:
         others = [[j for j in range(v) if j != i] for i in range(v)]
         return torch.tensor(others, dtype=torch.int64, device=extrinsics.device).expand(b, v, v - 1)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from splatcore.nn import CNNBackbone, MultiViewTransformer, add_window_position_encoding, normalize_imagenet
 
-from .errors import MVSplatConfigError
+from .errors import MVSplatError
 
 CNN_LAYER_STRIDES = {4: (1, 2, 1), 8: (1, 2, 2)}
 
@@ -21,7 +21,7 @@ class BackboneMultiview(nn.Module):
     def __init__(self, feature_channels: int = 128, downscale_factor: int = 4, num_transformer_layers: int = 6):
         super().__init__()
         if downscale_factor not in CNN_LAYER_STRIDES:
-            raise MVSplatConfigError(
+            raise MVSplatError(
                 f"downscale_factor must be one of {sorted(CNN_LAYER_STRIDES)}, got {downscale_factor}."
             )
         self.feature_channels = feature_channels

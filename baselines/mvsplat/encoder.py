@@ -21,7 +21,7 @@ from splatcore.types import BatchedExample, BatchedViews, Gaussians
 from .backbone import BackboneMultiview
 from .config import EncoderCostVolumeCfg
 from .depth_predictor import DepthPredictorMultiView
-from .errors import MVSplatConfigError, MVSplatInputError
+from .errors import MVSplatError
 
 UNSUPPORTED_ABLATIONS = ("wo_depth_refine", "wo_cost_volume", "wo_backbone_cross_attn", "wo_cost_volume_refine", "use_epipolar_trans")
 
@@ -62,12 +62,12 @@ class EncoderCostVolume(nn.Module):
     def _validate(cfg: EncoderCostVolumeCfg) -> None:
         enabled = [name for name in UNSUPPORTED_ABLATIONS if getattr(cfg, name)]
         if enabled:
-            raise MVSplatConfigError(
+            raise MVSplatError(
                 f"The MVSplat ablation switches {enabled} are not ported (only the released "
                 "architecture is); set them to false."
             )
         if cfg.num_surfaces != 1 or cfg.gaussians_per_pixel != 1:
-            raise MVSplatConfigError(
+            raise MVSplatError(
                 "Only num_surfaces = 1 and gaussians_per_pixel = 1 are supported (every released "
                 f"MVSplat config); got {cfg.num_surfaces} and {cfg.gaussians_per_pixel}."
             )
@@ -95,16 +95,16 @@ class EncoderCostVolume(nn.Module):
     def _check_context(self, context: BatchedViews) -> None:
         for key in ("image", "extrinsics", "intrinsics", "near", "far"):
             if key not in context:
-                raise MVSplatInputError(f"The context views lack '{key}'; a BatchedViews dict needs it.")
+                raise MVSplatError(f"The context views lack '{key}'; a BatchedViews dict needs it.")
         b, v, _, h, w = context["image"].shape
         multiple = self.size_multiple
         if h % multiple or w % multiple:
-            raise MVSplatInputError(
+            raise MVSplatError(
                 f"MVSplat needs image sizes that are multiples of {multiple}, got {h}x{w}; apply the "
                 "encoder's data shim (get_data_shim) or crop the images."
             )
         if v < 2:
-            raise MVSplatInputError(
+            raise MVSplatError(
                 f"MVSplat needs at least 2 context views (cross-view attention and the cost volume "
                 f"match each view against the others), got {v}; sample 2 or more context views."
             )

@@ -1,13 +1,7 @@
-"""Errors raised by the vendored MVSplat encoder (baselines must not import pmsplat)."""
+"""The root error of the vendored MVSplat encoder (baselines must not import pmsplat)."""
+
+from splatcore.errors import SplatcoreError
 
 
-class MVSplatError(Exception):
-    """Base class of the errors this package raises on bad input or configuration."""
-
-
-class MVSplatConfigError(MVSplatError, ValueError):
-    """A configuration value is unknown, unsupported or inconsistent with the others."""
-
-
-class MVSplatInputError(MVSplatError, ValueError):
-    """An input batch has the wrong shape, size or values."""
+class MVSplatError(SplatcoreError, ValueError):
+    """A configuration value or an input batch the MVSplat port cannot use (the message says which)."""

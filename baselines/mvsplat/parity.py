@@ -32,7 +32,7 @@ from splatcore.testing.parity import ParityError, apply_deterministic_weights
 
 from .config import EncoderCostVolumeCfg
 from .encoder import EncoderCostVolume
-from .errors import MVSplatConfigError
+from .errors import MVSplatError
 
 PARITY_GLOBAL_STEP = 10_000_000
 
@@ -85,7 +85,7 @@ def build_encoder(metadata: Mapping[str, str], fixture_config: Mapping[str, Any]
             raise ParityError(f"MVSplat parity sets need V >= 2 context views, the metadata says V={views}.")
     try:
         encoder = EncoderCostVolume(parity_config(metadata, fixture_config))
-    except MVSplatConfigError as error:
+    except MVSplatError as error:
         raise ParityError(f"The parity set's MVSplat config cannot be built: {error}") from error
     apply_deterministic_weights(encoder, seed)
     return encoder.eval()

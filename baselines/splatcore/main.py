@@ -38,7 +38,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from .model.config import CheckpointingCfg, OptimizerCfg, TestCfg, TrainCfg, cfg_from_dict
-from .model.errors import CheckpointError, ModelConfigError
+from .errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,19 @@ MODES = ("train", "test")
 
 def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None = None, config_name: str = "main") -> DictConfig:
     """Compose the Hydra tree (``config/main.yaml`` + overrides) without changing directory or
-    starting a Hydra run. Unknown groups/keys give Hydra's error, re-raised as ModelConfigError."""
+    starting a Hydra run. Unknown groups/keys give Hydra's error, re-raised as ConfigError."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     directory = Path(config_dir or os.environ.get("PMSPLAT_CONFIG_DIR", DEFAULT_CONFIG_DIR)).resolve()
     if not (directory / f"{config_name}.yaml").is_file():
-        raise ModelConfigError(f"config {directory / (config_name + '.yaml')} not found; pass config_dir=")
+        raise ConfigError(f"config {directory / (config_name + '.yaml')} not found; pass config_dir=")
     try:
         with initialize_config_dir(config_dir=str(directory), version_base=None):
             return compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ModelConfigError(f"invalid overrides {list(overrides)}: {error}") from error
+        raise ConfigError(f"invalid overrides {list(overrides)}: {error}") from error
 
 
 ENCODER_FAMILIES = {"costvolume": "mvsplat", "depthsplat": "depthsplat"}
@@ -87,7 +87,7 @@ def encoder_cfg(cfg: DictConfig) -> Any:
         from depthsplat import EncoderDepthSplatCfg
 
         return dacite.from_dict(EncoderDepthSplatCfg, values, config=dacite.Config(strict=False, cast=[float]))
-    raise ModelConfigError(f"model.encoder.name={name!r} is unknown; use costvolume (MVSplat) or depthsplat")
+    raise ConfigError(f"model.encoder.name={name!r} is unknown; use costvolume (MVSplat) or depthsplat")
 
 
 def build_encoder(cfg: DictConfig):
@@ -130,7 +130,7 @@ def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
 
     mode = cfg.get("mode", "train")
     if mode not in MODES:
-        raise ModelConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
     container = OmegaConf.to_container(cfg, resolve=True)
     loaders = container.get("data_loader", {})
     data_loader = DataLoaderCfg(
@@ -161,7 +161,7 @@ def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
 
 def check_loss_configs(loss_cfgs: list[Any], container: dict[str, Any]) -> None:
     """Let each loss check the whole resolved config at start-up: a loss class may define
-    ``check_run_config(cfg_wrapper, container)`` raising a LossConfigError (e.g. a loss that needs
+    ``check_run_config(cfg_wrapper, container)`` raising a ConfigError (e.g. a loss that needs
     a dataset key the config does not set), so that the run fails before any data is read."""
     from .loss import LOSSES, unwrap_cfg
 
@@ -176,49 +176,49 @@ def validate(run: RunConfig, container: dict[str, Any]) -> None:
     encoder_name = container["model"]["encoder"].get("name")
     family = ENCODER_FAMILIES.get(encoder_name)
     if family is None:
-        raise ModelConfigError(f"model.encoder.name={encoder_name!r} is unknown; use costvolume or depthsplat")
+        raise ConfigError(f"model.encoder.name={encoder_name!r} is unknown; use costvolume or depthsplat")
     if family != run.baseline:
-        raise ModelConfigError(
+        raise ConfigError(
             f"baseline={run.baseline} does not match model/encoder ({encoder_name}, a {family} encoder); "
             f"use baseline={family} or a {run.baseline} encoder preset"
         )
     required = container.get("requires_baseline")
     if required is not None and required != run.baseline:
-        raise ModelConfigError(
+        raise ConfigError(
             f"this experiment preset is for baseline={required} but baseline={run.baseline} was given; "
             f"drop the baseline override or pick the {run.baseline} preset"
         )
     if run.optimizer.lr_monodepth > 0 and family != "depthsplat":
-        raise ModelConfigError(
+        raise ConfigError(
             "optimizer.lr_monodepth > 0 only applies to DepthSplat's ViT ('pretrained' parameters); "
             "MVSplat has none: set optimizer.lr_monodepth=0"
         )
     names = [next(iter(vars(loss))) for loss in run.losses]
     if run.mode == "train" and not names:
-        raise ModelConfigError("loss=[] is empty; training needs at least one loss (e.g. loss=[mse])")
+        raise ConfigError("loss=[] is empty; training needs at least one loss (e.g. loss=[mse])")
     if run.mode == "train":
         check_loss_configs(run.losses, container)
     if "depth" in names and run.train.depth_mode is None:
-        raise ModelConfigError("loss 'depth' needs a rendered depth: set train.depth_mode=depth")
+        raise ConfigError("loss 'depth' needs a rendered depth: set train.depth_mode=depth")
     max_steps = run.trainer.get("max_steps", -1)
     if run.mode == "train" and run.optimizer.cosine_lr and (max_steps is None or max_steps < 1):
-        raise ModelConfigError(
+        raise ConfigError(
             f"optimizer.cosine_lr (OneCycle over max_steps + 10) needs trainer.max_steps >= 1, got {max_steps}"
         )
     if run.mode == "test" and run.data_loader.test.batch_size != 1:
-        raise ModelConfigError(f"mode=test needs data_loader.test.batch_size=1, got {run.data_loader.test.batch_size}")
+        raise ConfigError(f"mode=test needs data_loader.test.batch_size=1, got {run.data_loader.test.batch_size}")
     view_sampler = run.dataset.view_sampler
     contexts = getattr(view_sampler, "num_context_views", 2)
     if family == "mvsplat" and contexts < 2:
-        raise ModelConfigError(f"MVSplat needs dataset.view_sampler.num_context_views >= 2, got {contexts}")
+        raise ConfigError(f"MVSplat needs dataset.view_sampler.num_context_views >= 2, got {contexts}")
     if run.mode == "train" and getattr(view_sampler, "name", None) == "evaluation":
-        raise ModelConfigError(
+        raise ConfigError(
             "dataset/view_sampler=evaluation is a test-time sampler; train with bounded/boundedv2 or set mode=test"
         )
     if family == "mvsplat" and any(
         getattr(run.checkpointing, k) for k in ("pretrained_monodepth", "pretrained_mvdepth", "pretrained_depth")
     ):
-        raise ModelConfigError("checkpointing.pretrained_{monodepth,mvdepth,depth} are DepthSplat keys; unset them for MVSplat")
+        raise ConfigError("checkpointing.pretrained_{monodepth,mvdepth,depth} are DepthSplat keys; unset them for MVSplat")
 
 
 def validate_files(run: RunConfig) -> None:
@@ -231,7 +231,7 @@ def validate_files(run: RunConfig) -> None:
                 if run.dataset.name == "synthetic"
                 else "download/convert the dataset there or set dataset.roots=[...]"
             )
-            raise ModelConfigError(f"dataset.roots entry {root} has no '{split}/' folder; {hint}")
+            raise ConfigError(f"dataset.roots entry {root} has no '{split}/' folder; {hint}")
     for key in ("load", "pretrained_model", "pretrained_monodepth", "pretrained_mvdepth", "pretrained_depth"):
         path = getattr(run.checkpointing, key)
         if path is not None and not Path(path).is_file():
@@ -319,7 +319,7 @@ def _trainer_kwargs(run: RunConfig) -> dict[str, Any]:
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ModelConfigError("trainer.accelerator=gpu but no CUDA device is available; use trainer.accelerator=cpu")
+        raise ConfigError("trainer.accelerator=gpu but no CUDA device is available; use trainer.accelerator=cpu")
     gpu_count = torch.cuda.device_count() if accelerator == "gpu" else 0
     multi = accelerator == "gpu" and (devices == "auto" and gpu_count > 1 or isinstance(devices, int) and devices > 1)
     val_check_interval = t.pop("val_check_interval", 1.0)

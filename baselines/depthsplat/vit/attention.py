@@ -13,7 +13,10 @@ from functools import lru_cache
 
 import torch.nn.functional as F
 from jaxtyping import Float
+from splatcore.errors import BackendUnavailableError
 from torch import Tensor
+
+from ..errors import DepthSplatError
 
 
 @lru_cache(maxsize=1)
@@ -45,13 +48,13 @@ def multi_head_attention(
     "sdpa" or "xformers" (raises when xformers cannot run here).
     """
     if backend not in ("auto", "sdpa", "xformers"):
-        raise ValueError(f"attention backend must be 'auto', 'sdpa' or 'xformers', got {backend!r}")
+        raise DepthSplatError(f"attention backend must be 'auto', 'sdpa' or 'xformers', got {backend!r}")
     # only try the import for CUDA tensors: on a CPU-only machine xformers warns when imported
     kernel = _xformers_attention() if (q.is_cuda or backend == "xformers") else None
     use_xformers = backend == "xformers" or (backend == "auto" and kernel is not None)
     if use_xformers:
         if kernel is None or not q.is_cuda:
-            raise RuntimeError(
+            raise BackendUnavailableError(
                 "attention backend 'xformers' needs the xformers package and CUDA tensors; "
                 "install xformers for your CUDA build or use backend='sdpa'"
             )

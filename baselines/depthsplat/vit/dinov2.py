@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from ..errors import DepthSplatConfigError, DepthSplatInputError
+from ..errors import DepthSplatError
 from .attention import multi_head_attention
 
 PATCH_SIZE = 14
@@ -148,7 +148,7 @@ class DinoVisionTransformer(nn.Module):
     def tokens(self, images: Float[Tensor, "batch 3 height width"]) -> Float[Tensor, "batch token dim"]:
         b, _, h, w = images.shape
         if h % PATCH_SIZE or w % PATCH_SIZE or h == 0 or w == 0:
-            raise DepthSplatInputError(
+            raise DepthSplatError(
                 f"DINOv2 input must be a positive multiple of {PATCH_SIZE} in height and width, "
                 f"got {h}x{w}; resize the images first"
             )
@@ -163,7 +163,7 @@ class DinoVisionTransformer(nn.Module):
         final LayerNorm, class token dropped, reshaped to the patch grid (channels first)."""
         indices = self.spec.intermediate_blocks if block_indices is None else tuple(block_indices)
         if any(not 0 <= i < len(self.blocks) for i in indices):
-            raise DepthSplatConfigError(f"block indices {indices} out of range for {len(self.blocks)} blocks")
+            raise DepthSplatError(f"block indices {indices} out of range for {len(self.blocks)} blocks")
         rows, cols = images.shape[-2] // PATCH_SIZE, images.shape[-1] // PATCH_SIZE
         x = self.tokens(images)
         outputs = []
@@ -184,7 +184,7 @@ class DinoVisionTransformer(nn.Module):
 
 def build_dinov2(vit_type: str) -> DinoVisionTransformer:
     if vit_type not in DINOV2_SPECS:
-        raise DepthSplatConfigError(
+        raise DepthSplatError(
             f"monodepth_vit_type must be one of {sorted(DINOV2_SPECS)}, got {vit_type!r}"
         )
     return DinoVisionTransformer(DINOV2_SPECS[vit_type])

@@ -17,7 +17,6 @@ from .config import (
 )
 from .data_module import DataModule, SkipReportCallback, worker_init_fn
 from .dataset import ChunkedDataset, Skip, get_dataset
-from .errors import DatasetConfigError, DatasetError, DatasetFormatError
 from .images import ImageDecodeError, decode_image, encode_image
 from .shims import apply_augmentation_shim, apply_crop_shim, apply_patch_shim, rescale_and_crop_views
 from .skips import SKIP_REASONS, SkipCounter
@@ -36,9 +35,6 @@ __all__ = [
     "DataLoaderStageCfg",
     "DataModule",
     "DatasetCfg",
-    "DatasetConfigError",
-    "DatasetError",
-    "DatasetFormatError",
     "ImageDecodeError",
     "IndexEntry",
     "Skip",

@@ -12,7 +12,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from .errors import DatasetFormatError, where
+from ..errors import DataError, where
 
 CAMERA_VECTOR_LENGTH = 18
 ROTATION_TOLERANCE = 1e-2
@@ -20,19 +20,19 @@ ROTATION_TOLERANCE = 1e-2
 
 def check_camera_vectors(cameras: object, file: object = None, scene: str | None = None) -> Tensor:
     """Validate the structure of a ``cameras`` entry: a float tensor of shape (N, 18), N >= 1.
-    Returns it as float32; raises :class:`DatasetFormatError` naming file and scene otherwise."""
+    Returns it as float32; raises :class:`DataError` naming file and scene otherwise."""
     if not isinstance(cameras, Tensor):
-        raise DatasetFormatError(
+        raise DataError(
             f"'cameras' must be a tensor of shape (N, 18), got {type(cameras).__name__}{where(file, scene)}."
         )
     if cameras.ndim != 2 or cameras.shape[1] != CAMERA_VECTOR_LENGTH or cameras.shape[0] == 0:
-        raise DatasetFormatError(
+        raise DataError(
             f"'cameras' must have shape (N, 18) (normalised fx, fy, cx, cy, two zeros, row-major "
             f"world-to-camera 3x4), got {tuple(cameras.shape)}{where(file, scene)}. Re-convert the "
             "scene with a converter that writes the RealEstate10K camera layout."
         )
     if not cameras.is_floating_point():
-        raise DatasetFormatError(f"'cameras' must be floating point, got {cameras.dtype}{where(file, scene)}.")
+        raise DataError(f"'cameras' must be floating point, got {cameras.dtype}{where(file, scene)}.")
     return cameras.float()
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .cameras import check_camera_vectors
-from .errors import DatasetFormatError, where
+from ..errors import DataError, where
 
 REQUIRED_KEYS = ("key", "cameras", "images")
 
@@ -37,14 +37,14 @@ def stage_directory(root: Path, stage: str) -> Path:
     """``<root>/<train|test>``, checked to exist."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetFormatError(
+        raise DataError(
             f"Dataset root {root} does not exist. Point dataset.roots at a directory holding train/ "
             "and test/ chunk folders (for the synthetic benchmark run `pmsplat data synth --out "
             f"{root}`)."
         )
     directory = root / stage_directory_name(stage)
     if not directory.is_dir():
-        raise DatasetFormatError(
+        raise DataError(
             f"Dataset root {root} has no {directory.name}/ folder (needed for stage {stage!r}); "
             "expected <root>/train/*.torch and <root>/test/*.torch with index.json in each."
         )
@@ -55,18 +55,18 @@ def read_index(directory: Path) -> dict[str, str]:
     """Read ``<directory>/index.json`` (scene key -> chunk file name)."""
     path = Path(directory) / "index.json"
     if not path.is_file():
-        raise DatasetFormatError(
+        raise DataError(
             f"Missing {path}. Every stage folder needs an index.json mapping scene key -> chunk "
             "file name; regenerate it with the converter that wrote the chunks."
         )
     try:
         index = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetFormatError(f"{path} is not valid JSON ({error}); regenerate it.") from error
+        raise DataError(f"{path} is not valid JSON ({error}); regenerate it.") from error
     if not isinstance(index, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in index.items()
     ):
-        raise DatasetFormatError(f"{path} must be a JSON object mapping scene key -> chunk file name.")
+        raise DataError(f"{path} must be a JSON object mapping scene key -> chunk file name.")
     return index
 
 
@@ -78,32 +78,32 @@ def list_chunks(directory: Path, index: dict[str, str], use_index: bool) -> list
         paths = [directory / name for name in sorted(set(index.values()))]
         missing = [path for path in paths if not path.is_file()]
         if missing:
-            raise DatasetFormatError(
+            raise DataError(
                 f"{directory / 'index.json'} lists chunk files that do not exist: "
                 f"{', '.join(p.name for p in missing[:5])}{' ...' if len(missing) > 5 else ''}."
             )
         return paths
     paths = sorted(directory.glob("*.torch"))
     if not paths:
-        raise DatasetFormatError(f"{directory} holds no *.torch chunk files.")
+        raise DataError(f"{directory} holds no *.torch chunk files.")
     return paths
 
 
 def load_chunk(path: Path) -> list[dict]:
-    """Load and structurally validate one chunk file. Raises :class:`DatasetFormatError` naming the
+    """Load and structurally validate one chunk file. Raises :class:`DataError` naming the
     file (and scene) for a missing, truncated or corrupt file or a malformed example."""
     path = Path(path)
     try:
         examples = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as error:
-        raise DatasetFormatError(f"Chunk file {path} does not exist.") from error
+        raise DataError(f"Chunk file {path} does not exist.") from error
     except Exception as error:  # torch.load raises many types for damaged files
-        raise DatasetFormatError(
+        raise DataError(
             f"Chunk file {path} is corrupt or truncated and cannot be read ({type(error).__name__}: "
             f"{str(error)[:200]}). Re-download or re-convert this chunk."
         ) from error
     if not isinstance(examples, list):
-        raise DatasetFormatError(
+        raise DataError(
             f"Chunk file {path} must hold a list of example dicts, got {type(examples).__name__}."
         )
     for position, example in enumerate(examples):
@@ -114,32 +114,32 @@ def load_chunk(path: Path) -> list[dict]:
 def check_example(example: object, path: Path, position: int) -> None:
     """Check the keys, types and lengths of one chunk example."""
     if not isinstance(example, dict):
-        raise DatasetFormatError(f"Item {position} of chunk {path} is a {type(example).__name__}, not a dict.")
+        raise DataError(f"Item {position} of chunk {path} is a {type(example).__name__}, not a dict.")
     missing = [key for key in REQUIRED_KEYS if key not in example]
     scene = example.get("key") if isinstance(example.get("key"), str) else None
     if missing:
-        raise DatasetFormatError(
+        raise DataError(
             f"Item {position} of chunk {path} lacks the key(s) {missing}{where(None, scene)}; each "
             "example needs key, cameras and images."
         )
     if scene is None:
-        raise DatasetFormatError(f"Item {position} of chunk {path} has a non-string 'key'.")
+        raise DataError(f"Item {position} of chunk {path} has a non-string 'key'.")
     cameras = check_camera_vectors(example["cameras"], path, scene)
     images = example["images"]
     if not isinstance(images, (list, tuple)) or not all(
         isinstance(image, Tensor) and image.dtype == torch.uint8 and image.ndim == 1 for image in images
     ):
-        raise DatasetFormatError(
+        raise DataError(
             f"'images' must be a list of 1-D uint8 tensors of encoded image bytes{where(path, scene)}."
         )
     if len(images) != cameras.shape[0]:
-        raise DatasetFormatError(
+        raise DataError(
             f"{len(images)} images but {cameras.shape[0]} camera vectors{where(path, scene)}; every "
             "frame needs both."
         )
     timestamps = example.get("timestamps")
     if timestamps is not None and (not isinstance(timestamps, Tensor) or timestamps.shape != (len(images),)):
-        raise DatasetFormatError(f"'timestamps' must be a tensor of shape ({len(images)},){where(path, scene)}.")
+        raise DataError(f"'timestamps' must be a tensor of shape ({len(images)},){where(path, scene)}.")
     for extra, trailing in (("depths", ()), ("pointmaps", (3,))):
         values = example.get(extra)
         if values is None:
@@ -151,7 +151,7 @@ def check_example(example: object, path: Path, position: int) -> None:
             or tuple(values.shape[3:]) != trailing
         ):
             shape = "(N, H, W)" if not trailing else "(N, H, W, 3)"
-            raise DatasetFormatError(f"'{extra}' must be a tensor of shape {shape} with N = {len(images)}{where(path, scene)}.")
+            raise DataError(f"'{extra}' must be a tensor of shape {shape} with N = {len(images)}{where(path, scene)}.")
 
 
 def write_chunk(path: Path, examples: list[dict]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal, Union
 
 from pmsplat.adapter.fork import check_resize_filter  # PM-Loss fork
-from .errors import DatasetConfigError
+from ..errors import ConfigError
 
 Stage = Literal["train", "val", "test"]
 STAGES: tuple[str, ...] = ("train", "val", "test")
@@ -156,28 +156,28 @@ class DatasetCfg:
     def __post_init__(self) -> None:
         self.roots = [Path(root) for root in self.roots]
         if not self.roots:
-            raise DatasetConfigError("dataset.roots is empty: give at least one dataset directory.")
+            raise ConfigError("dataset.roots is empty: give at least one dataset directory.")
         if len(self.image_shape) != 2 or min(self.image_shape) <= 0:
-            raise DatasetConfigError(
+            raise ConfigError(
                 f"dataset.image_shape must be [height, width] with positive entries, got {self.image_shape}."
             )
         if self.ori_image_shape is not None and (
             len(self.ori_image_shape) != 2 or min(self.ori_image_shape) <= 0
         ):
-            raise DatasetConfigError(
+            raise ConfigError(
                 f"dataset.ori_image_shape must be null or [height, width], got {self.ori_image_shape}."
             )
         check_resize_filter(self)
         if self.test_chunk_interval < 1:
-            raise DatasetConfigError("dataset.test_chunk_interval must be >= 1.")
+            raise ConfigError("dataset.test_chunk_interval must be >= 1.")
         if self.train_times_per_scene < 1 or self.test_times_per_scene < 1:
-            raise DatasetConfigError("dataset.{train,test}_times_per_scene must be >= 1.")
+            raise ConfigError("dataset.{train,test}_times_per_scene must be >= 1.")
         if self.min_views < 0 or self.max_views < 0 or (self.max_views and self.min_views > self.max_views):
-            raise DatasetConfigError(
+            raise ConfigError(
                 f"dataset.min_views/max_views must satisfy 0 <= min <= max, got {self.min_views}/{self.max_views}."
             )
         if self.skip_error_data and self.error_data_path is None:
-            raise DatasetConfigError("dataset.skip_error_data is true but dataset.error_data_path is null.")
+            raise ConfigError("dataset.skip_error_data is true but dataset.error_data_path is null.")
         if isinstance(self.view_sampler, dict):
             self.view_sampler = view_sampler_cfg_from_dict(self.view_sampler)
 
@@ -213,7 +213,7 @@ def view_sampler_cfg_from_dict(values: dict) -> ViewSamplerCfg:
 
     name = values.get("name")
     if name not in VIEW_SAMPLER_CFGS:
-        raise DatasetConfigError(
+        raise ConfigError(
             f"Unknown view sampler {name!r}; choose one of {sorted(VIEW_SAMPLER_CFGS)}."
         )
     return dacite.from_dict(

@@ -18,7 +18,7 @@ chunk with depths but no pointmaps gets its pointmap by unprojecting the depth (
 Upstream skips (too few frames, scene not in the evaluation index, FOV, wrong size, DL3DV bad
 pose / undecodable image, small baseline, listed error scenes) are skipped here too, counted in a
 shared :class:`~splatcore.dataset.skips.SkipCounter` and logged at the end of every pass;
-everything else that is wrong with the data raises :class:`DatasetFormatError` naming the file and
+everything else that is wrong with the data raises :class:`DataError` naming the file and
 scene. A scene with a bad pose is skipped as a whole (dropping frames would shift the frame
 positions that evaluation indices refer to).
 """
@@ -38,7 +38,7 @@ from .cameras import convert_cameras, field_of_view_degrees, invalid_pose_mask
 from .chunks import list_chunks, load_chunk, read_index, stage_directory
 from .config import STAGES, DatasetCfg
 from .depth import unproject_depth
-from .errors import DatasetConfigError, DatasetFormatError, where
+from ..errors import ConfigError, DataError, where
 from .images import ImageDecodeError, decode_image
 from .shims import apply_augmentation_shim, apply_crop_shim
 from .skips import SkipCounter
@@ -66,7 +66,7 @@ class ChunkedDataset(IterableDataset):
     ) -> None:
         super().__init__()
         if stage not in STAGES:
-            raise DatasetConfigError(f"stage must be one of {STAGES}, got {stage!r}.")
+            raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}.")
         self.cfg = cfg
         self.stage = stage
         self.view_sampler = view_sampler or get_view_sampler(
@@ -87,7 +87,7 @@ class ChunkedDataset(IterableDataset):
             index = read_index(directory)
             for key, name in index.items():
                 if key in self.index:
-                    raise DatasetFormatError(
+                    raise DataError(
                         f"Scene key {key!r} appears in more than one dataset root ({self.index[key].parent} and "
                         f"{directory}); keys must be unique across dataset.roots."
                     )
@@ -95,7 +95,7 @@ class ChunkedDataset(IterableDataset):
             self.chunks.extend(list_chunks(directory, index, cfg.use_index_to_load_chunk))
         if cfg.overfit_to_scene is not None:
             if cfg.overfit_to_scene not in self.index:
-                raise DatasetConfigError(
+                raise ConfigError(
                     f"dataset.overfit_to_scene={cfg.overfit_to_scene!r} is not in the {stage} index.json of {cfg.roots}."
                 )
             self.chunks = [self.index[cfg.overfit_to_scene]] * len(self.chunks)
@@ -105,7 +105,7 @@ class ChunkedDataset(IterableDataset):
         if cfg.skip_error_data:
             path = Path(cfg.error_data_path)
             if not path.is_file():
-                raise DatasetConfigError(f"dataset.error_data_path {path} does not exist (dataset.skip_error_data is true).")
+                raise ConfigError(f"dataset.error_data_path {path} does not exist (dataset.skip_error_data is true).")
             self.error_scenes = {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
     # ------------------------------------------------------------------ iteration
@@ -175,7 +175,7 @@ class ChunkedDataset(IterableDataset):
             frames = bad.nonzero()[:, 0].tolist()
             if cfg.skips_bad_pose:
                 return Skip("bad_pose", f"{scene}: frames {frames[:5]}")
-            raise DatasetFormatError(
+            raise DataError(
                 f"{len(frames)} frame(s) (first: {frames[:5]}) have a non-finite pose, a non-rotation 3x3 block "
                 f"or a non-positive focal length{where(path, scene)}. Fix the camera vectors, or set "
                 "dataset.skip_bad_pose=true to skip such scenes."
@@ -190,7 +190,7 @@ class ChunkedDataset(IterableDataset):
         num_frames = cameras.shape[0]
         everything = torch.cat([context_indices, target_indices])
         if int(everything.max()) >= num_frames or int(everything.min()) < 0:
-            raise DatasetFormatError(
+            raise DataError(
                 f"The view sampler asked for frame {int(everything.max())} but the scene has {num_frames} frames"
                 f"{where(path, scene)}; the evaluation index does not match this dataset copy."
             )
@@ -216,7 +216,7 @@ class ChunkedDataset(IterableDataset):
         if len(shapes) > 1 or (expected is not None and shapes != {expected}):
             if cfg.skip_bad_shape:
                 return Skip("bad_shape", f"{scene}: {sorted(shapes)}")
-            raise DatasetFormatError(
+            raise DataError(
                 f"Images of size(s) {sorted(shapes)} where {expected or 'one common size'} was expected"
                 f"{where(path, scene)}. Set dataset.ori_image_shape to the native size, or "
                 "dataset.skip_bad_shape=true to skip such scenes."
@@ -242,12 +242,12 @@ class ChunkedDataset(IterableDataset):
                 # the synthetic set stores z-depth only by default; its pointmap is the unprojection
                 values = unproject_depth(example["depths"].float(), *convert_cameras(cameras))
             if values is None:
-                raise DatasetFormatError(
+                raise DataError(
                     f"The chunk has no '{key}'{where(path, scene)}, but dataset.load_{view_key} is true. Only "
                     f"chunks written by `pmsplat data synth` carry ground truth; set dataset.load_{view_key}=false."
                 )
             if tuple(values.shape[1:3]) != (height, width):
-                raise DatasetFormatError(
+                raise DataError(
                     f"'{key}' are {tuple(values.shape[1:3])} but images are {(height, width)}{where(path, scene)}."
                 )
             extras[view_key] = values.float() / scale

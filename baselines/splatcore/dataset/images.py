@@ -10,10 +10,10 @@ from jaxtyping import Float, UInt8
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from .errors import DatasetFormatError, where
+from ..errors import DataError, where
 
 
-class ImageDecodeError(DatasetFormatError):
+class ImageDecodeError(DataError):
     """Encoded image bytes that PIL cannot decode."""
 
 

@@ -15,7 +15,7 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor
 
-from .errors import DatasetConfigError
+from ..errors import ConfigError
 
 RESIZE_FILTER = Image.Resampling.LANCZOS  # the crop shim's PIL filter (MVSplat, DepthSplat)
 
@@ -119,7 +119,7 @@ def apply_patch_shim(batch: dict, patch_size: int) -> dict:
     largest multiple of ``patch_size`` (``shim_patch_size * downscale_factor``, 16 by default)
     and multiply fx by W/W_new, fy by H/H_new. H and W must be even (upstream assertion)."""
     if patch_size < 1:
-        raise DatasetConfigError(f"patch_size must be >= 1, got {patch_size}.")
+        raise ConfigError(f"patch_size must be >= 1, got {patch_size}.")
     result = dict(batch)
     for name in ("context", "target"):
         if name in batch:
@@ -130,12 +130,12 @@ def apply_patch_shim(batch: dict, patch_size: int) -> dict:
 def _patch_crop_views(views: dict, patch_size: int) -> dict:
     height, width = views["image"].shape[-2:]
     if height % 2 or width % 2:
-        raise DatasetConfigError(
+        raise ConfigError(
             f"The patch shim needs even image sizes, got {height}x{width}; fix dataset.image_shape."
         )
     height_new, width_new = (height // patch_size) * patch_size, (width // patch_size) * patch_size
     if height_new == 0 or width_new == 0:
-        raise DatasetConfigError(f"Images of {height}x{width} are smaller than the patch size {patch_size}.")
+        raise ConfigError(f"Images of {height}x{width} are smaller than the patch size {patch_size}.")
     top, left = _centre_crop_offsets((height, width), (height_new, width_new))
     result = dict(views)
     result["image"] = views["image"][..., top : top + height_new, left : left + width_new]

@@ -10,7 +10,6 @@ from typing import Any
 
 from .config import DecoderSplattingCfg, decoder_cfg_from_dict
 from .decoder import DEPTH_MODES, Decoder
-from .errors import BackendUnavailableError, DecoderConfigError, DecoderError, DecoderInputError
 from .sh import permuted_sh_basis, sh_to_rgb
 
 
@@ -21,11 +20,7 @@ def get_decoder(cfg: DecoderSplattingCfg, dataset_cfg: Any = None) -> Decoder:
 
 __all__ = [
     "DEPTH_MODES",
-    "BackendUnavailableError",
     "Decoder",
-    "DecoderConfigError",
-    "DecoderError",
-    "DecoderInputError",
     "DecoderSplattingCfg",
     "decoder_cfg_from_dict",
     "get_decoder",

@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import BackendUnavailableError
+from ..errors import BackendUnavailableError
 from .rasterize_torch import ALPHA_CAP
 
 

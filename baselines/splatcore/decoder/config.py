@@ -27,7 +27,7 @@ Keys added by splatcore, whose defaults reproduce the upstream ``splatting_cuda`
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from .errors import DecoderConfigError
+from ..errors import ConfigError
 
 DECODER_NAMES = ("splatting_cuda", "splatting")
 BACKENDS = ("auto", "gsplat", "torch")
@@ -50,21 +50,21 @@ class DecoderSplattingCfg:
 
     def __post_init__(self) -> None:
         if self.name not in DECODER_NAMES:
-            raise DecoderConfigError(
+            raise ConfigError(
                 f"decoder.name={self.name!r} is not a splatting decoder; use one of {DECODER_NAMES}."
             )
         if self.backend not in BACKENDS:
-            raise DecoderConfigError(
+            raise ConfigError(
                 f"decoder.backend={self.backend!r} is unknown; use one of {BACKENDS}."
             )
         if not self.near_cull_factor > 0:
-            raise DecoderConfigError(
+            raise ConfigError(
                 f"decoder.near_cull_factor must be > 0 (upstream: 0.2), got {self.near_cull_factor}."
             )
         if self.tile_size < 1:
-            raise DecoderConfigError(f"decoder.tile_size must be >= 1, got {self.tile_size}.")
+            raise ConfigError(f"decoder.tile_size must be >= 1, got {self.tile_size}.")
         if self.max_chunk_elements < 1:
-            raise DecoderConfigError(
+            raise ConfigError(
                 f"decoder.max_chunk_elements must be >= 1, got {self.max_chunk_elements}."
             )
 
@@ -74,7 +74,7 @@ def decoder_cfg_from_dict(values: dict) -> DecoderSplattingCfg:
     known = {f.name for f in fields(DecoderSplattingCfg)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise DecoderConfigError(
+        raise ConfigError(
             f"unknown decoder config key(s) {unknown}; valid keys are {sorted(known)}."
         )
     return DecoderSplattingCfg(**values)

@@ -41,7 +41,7 @@ from ..types import DecoderOutput, Gaussians
 from .backend_gsplat import gsplat_available, rasterize_gsplat
 from .cameras import prepare_cameras
 from .config import DecoderSplattingCfg
-from .errors import DecoderConfigError, DecoderInputError
+from ..errors import ConfigError
 from .projection import project_gaussians
 from .rasterize_torch import rasterize_torch
 from .sh import sh_degree_of, sh_to_rgb
@@ -60,7 +60,7 @@ def _background_from(dataset_cfg: Any, background_color: Sequence[float] | None)
     else:
         values = list(getattr(dataset_cfg, "background_color", [0.0, 0.0, 0.0]))
     if len(values) != 3:
-        raise DecoderConfigError(
+        raise ConfigError(
             f"background_color must have 3 values (RGB in [0, 1]), got {values}."
         )
     return [float(v) for v in values]
@@ -93,7 +93,7 @@ def depth_values(
         return (1.0 / z - 1.0 / far_) / (1.0 / near_ - 1.0 / far_)
     if mode == "log":
         return torch.log(torch.maximum(torch.minimum(z, near_), far_))
-    raise DecoderConfigError(f"depth_mode={mode!r} is unknown; use None or one of {DEPTH_MODES}.")
+    raise ConfigError(f"depth_mode={mode!r} is unknown; use None or one of {DEPTH_MODES}.")
 
 
 class Decoder(nn.Module):
@@ -140,7 +140,7 @@ class Decoder(nn.Module):
         cfg = self.cfg
         image_shape = (int(image_shape[0]), int(image_shape[1]))
         if depth_mode is not None and depth_mode not in DEPTH_MODES:
-            raise DecoderConfigError(
+            raise ConfigError(
                 f"depth_mode={depth_mode!r} is unknown; use None or one of {DEPTH_MODES}."
             )
         check_shapes(gaussians, extrinsics, intrinsics, near, far, image_shape)

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import DecoderInputError
+from ..errors import InputError
 
 MAX_EVALUATED_DEGREE = 3
 
@@ -53,7 +53,7 @@ def sh_degree_of(d_sh: int) -> int:
     """The SH degree l with (l + 1)^2 == d_sh; raises when d_sh is not a square."""
     degree = math.isqrt(d_sh) - 1
     if d_sh < 1 or (degree + 1) ** 2 != d_sh:
-        raise DecoderInputError(
+        raise InputError(
             f"harmonics have d_sh={d_sh} coefficients per channel; d_sh must be (degree + 1)^2 "
             "(1, 4, 9, 16, 25, ...)."
         )

@@ -6,15 +6,15 @@ import torch
 from torch import Tensor
 
 from ..types import Gaussians
-from .errors import DecoderInputError
+from ..errors import InputError
 
 # Relative tolerances of the covariance checks (float32 round-off of R S S^T R^T is ~1e-7).
 SYMMETRY_TOLERANCE = 1e-4
 PSD_TOLERANCE = 1e-5
 
 
-def _shape_error(name: str, tensor: Tensor, expected: str) -> DecoderInputError:
-    return DecoderInputError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}.")
+def _shape_error(name: str, tensor: Tensor, expected: str) -> InputError:
+    return InputError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}.")
 
 
 def check_shapes(
@@ -51,7 +51,7 @@ def check_shapes(
         if tuple(tensor.shape) != shape:
             raise _shape_error(name, tensor, f"{text} = {shape}")
     if len(image_shape) != 2 or min(image_shape) < 1:
-        raise DecoderInputError(f"image_shape must be (H, W) with H, W >= 1, got {image_shape}.")
+        raise InputError(f"image_shape must be (H, W) with H, W >= 1, got {image_shape}.")
     tensors = {
         "gaussians.means": means,
         "gaussians.covariances": gaussians.covariances,
@@ -64,14 +64,14 @@ def check_shapes(
     }
     for name, tensor in tensors.items():
         if not tensor.is_floating_point():
-            raise DecoderInputError(f"{name} must be a floating-point tensor, got {tensor.dtype}.")
+            raise InputError(f"{name} must be a floating-point tensor, got {tensor.dtype}.")
         if tensor.device != means.device:
-            raise DecoderInputError(
+            raise InputError(
                 f"{name} is on {tensor.device} but gaussians.means is on {means.device}; move "
                 "the batch and the Gaussians to the same device."
             )
         if tensor.dtype != means.dtype:
-            raise DecoderInputError(
+            raise InputError(
                 f"{name} has dtype {tensor.dtype} but gaussians.means has {means.dtype}; use one "
                 "floating-point dtype for Gaussians and cameras."
             )
@@ -98,24 +98,24 @@ def check_values(
         bad = ~torch.isfinite(tensor.detach())
         if bool(bad.any()):
             where = torch.nonzero(bad, as_tuple=False)[0].tolist()
-            raise DecoderInputError(
+            raise InputError(
                 f"{name} holds {int(bad.sum())} non-finite value(s) (first at index {where}); "
                 "the Gaussians/cameras must be finite -- check the encoder output for NaN/inf."
             )
     opacities = gaussians.opacities.detach()
     if bool(((opacities < 0) | (opacities > 1)).any()):
-        raise DecoderInputError(
+        raise InputError(
             f"gaussians.opacities must lie in [0, 1], got values in "
             f"[{opacities.min().item():.4g}, {opacities.max().item():.4g}]."
         )
     if bool((near.detach() <= 0).any()):
-        raise DecoderInputError(
+        raise InputError(
             f"near must be > 0 (it scales the scene and sets the 0.2*near cull), got min "
             f"{near.min().item():.4g}."
         )
     focal = torch.stack((intrinsics[..., 0, 0], intrinsics[..., 1, 1]), dim=-1).detach()
     if bool((focal <= 0).any()):
-        raise DecoderInputError("intrinsics must have positive focal lengths K[0,0], K[1,1].")
+        raise InputError("intrinsics must have positive focal lengths K[0,0], K[1,1].")
 
     cov = gaussians.covariances.detach().to(torch.float64)
     scale = cov.diagonal(dim1=-2, dim2=-1).abs().amax(dim=-1).clamp_min(1e-30)
@@ -123,7 +123,7 @@ def check_values(
     asymmetric = asymmetry > SYMMETRY_TOLERANCE * scale
     if bool(asymmetric.any()):
         index = torch.nonzero(asymmetric, as_tuple=False)[0].tolist()
-        raise DecoderInputError(
+        raise InputError(
             f"gaussians.covariances must be symmetric; covariance {index} differs from its "
             f"transpose by {asymmetry[tuple(index)].item():.3g} (relative tolerance "
             f"{SYMMETRY_TOLERANCE}). Build covariances as R S S^T R^T."
@@ -143,7 +143,7 @@ def check_values(
     if bool(indefinite.any()):
         index = torch.nonzero(indefinite, as_tuple=False)[0].tolist()
         smallest = torch.linalg.eigvalsh(sym[tuple(index)])[0].item()
-        raise DecoderInputError(
+        raise InputError(
             f"gaussians.covariances must be positive semi-definite; covariance {index} has "
             f"eigenvalue {smallest:.3g}. Build covariances as R S S^T R^T with real scales."
         )

@@ -3,23 +3,19 @@
 Public API::
 
     compute_psnr(gt, pred) -> (B,)      compute_ssim(gt, pred) -> (B,)
-    compute_lpips(gt, pred, lpips=None) -> (B,)   # raises LPIPSUnavailableError
+    compute_lpips(gt, pred, lpips=None) -> (B,)   # raises MissingWeightsError
     lpips_availability() -> (bool, reason)        LPIPS(vgg16_path=None, linear_path=None)
     ScoreBook(time_skip_steps=0): .add(scene, {metric: (V,)}), .averages(), .write(dir)
 """
 
-from .errors import EvaluationError, LPIPSUnavailableError, MetricInputError
 from .lpips import LPIPS, LPIPSWeightPaths, find_lpips_weights, lpips_availability
 from .metrics import compute_lpips, compute_psnr, compute_ssim, get_lpips
 from .scores import ScoreBook
 from .vgg16 import VGG16Features
 
 __all__ = [
-    "EvaluationError",
     "LPIPS",
-    "LPIPSUnavailableError",
     "LPIPSWeightPaths",
-    "MetricInputError",
     "ScoreBook",
     "VGG16Features",
     "compute_lpips",

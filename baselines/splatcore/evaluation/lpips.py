@@ -49,7 +49,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import LPIPSUnavailableError
+from ..errors import MissingWeightsError
 from .vgg16 import LPIPS_TAP_CHANNELS, VGG16Features
 
 VGG16_ENV = "PMSPLAT_LPIPS_VGG16"
@@ -140,14 +140,14 @@ def _explicit_weights(path, argument: str, env: str, what: str, help_text) -> Pa
     resolved = Path(explicit).expanduser()
     if not resolved.is_file():
         origin = argument if path is not None else f"${env}"
-        raise LPIPSUnavailableError(
+        raise MissingWeightsError(
             f"LPIPS {what} weights not found: {origin} = '{resolved}' is not a file. " + help_text()
         )
     return resolved
 
 
 def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
-    """The VGG16 ``.pth`` to use (see the module docstring); raises LPIPSUnavailableError."""
+    """The VGG16 ``.pth`` to use (see the module docstring); raises MissingWeightsError."""
     explicit = _explicit_weights(path, "vgg16_path", VGG16_ENV, "VGG16 backbone", _vgg16_help)
     if explicit is not None:
         return explicit
@@ -156,7 +156,7 @@ def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise LPIPSUnavailableError(
+    raise MissingWeightsError(
         "LPIPS VGG16 backbone weights not found (looked for "
         + ", ".join(f"'{c}'" for c in candidates)
         + "). "
@@ -165,7 +165,7 @@ def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path:
 
 
 def find_linear_weights(path: str | os.PathLike | None = None) -> Path:
-    """The LPIPS v0.1 VGG linear-head ``.pth`` to use; raises LPIPSUnavailableError."""
+    """The LPIPS v0.1 VGG linear-head ``.pth`` to use; raises MissingWeightsError."""
     explicit = _explicit_weights(path, "linear_path", LINEAR_ENV, "linear-head", _linear_help)
     if explicit is not None:
         return explicit
@@ -176,7 +176,7 @@ def find_linear_weights(path: str | os.PathLike | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise LPIPSUnavailableError(
+    raise MissingWeightsError(
         "LPIPS linear-head weights not found (no installed 'lpips' package with "
         "weights/v0.1/vgg.pth, no " + ", ".join(f"'{c}'" for c in candidates) + "). " + _linear_help()
     )
@@ -185,7 +185,7 @@ def find_linear_weights(path: str | os.PathLike | None = None) -> Path:
 def find_lpips_weights(
     vgg16_path: str | os.PathLike | None = None, linear_path: str | os.PathLike | None = None
 ) -> LPIPSWeightPaths:
-    """Both weight files; raises LPIPSUnavailableError naming the first one that is missing."""
+    """Both weight files; raises MissingWeightsError naming the first one that is missing."""
     return LPIPSWeightPaths(vgg16=find_vgg16_weights(vgg16_path), linear=find_linear_weights(linear_path))
 
 
@@ -194,12 +194,12 @@ def lpips_availability(
 ) -> tuple[bool, str]:
     """(True, "VGG16 <path>, linear heads <path>") when both files exist, else (False, reason).
 
-    The reason is the LPIPSUnavailableError message: which file is missing and how to provide it.
+    The reason is the MissingWeightsError message: which file is missing and how to provide it.
     Only file presence is checked here; a corrupt file is reported when LPIPS is built.
     """
     try:
         paths = find_lpips_weights(vgg16_path, linear_path)
-    except LPIPSUnavailableError as error:
+    except MissingWeightsError as error:
         return False, str(error)
     return True, f"VGG16 {paths.vgg16}, linear heads {paths.linear}"
 
@@ -216,14 +216,14 @@ def _load_file(path: Path, what: str, help_text: str) -> dict[str, Tensor]:
     try:
         state = _read_state(path)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise LPIPSUnavailableError(
+        raise MissingWeightsError(
             f"Cannot read the LPIPS {what} file '{path}' ({type(error).__name__}: {error}). "
             + help_text
         ) from error
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise LPIPSUnavailableError(
+        raise MissingWeightsError(
             f"The LPIPS {what} file '{path}' does not hold a state dict. " + help_text
         )
     return state
@@ -235,12 +235,12 @@ def _check_and_pick(
     picked = {}
     for key, reference in expected.items():
         if key not in state:
-            raise LPIPSUnavailableError(
+            raise MissingWeightsError(
                 f"The LPIPS {what} file '{path}' lacks the entry '{key}' (is it the right file?). "
                 + help_text
             )
         if tuple(state[key].shape) != tuple(reference.shape):
-            raise LPIPSUnavailableError(
+            raise MissingWeightsError(
                 f"The LPIPS {what} file '{path}' has '{key}' of shape {tuple(state[key].shape)}, "
                 f"expected {tuple(reference.shape)}. " + help_text
             )
@@ -285,7 +285,7 @@ class LPIPS(nn.Module):
     """VGG LPIPS v0.1 as a frozen module; ``forward(pred, gt)`` returns one distance per image.
 
     Build it with ``LPIPS()`` (weight discovery as in the module docstring) or with explicit
-    ``vgg16_path`` / ``linear_path``. Raises LPIPSUnavailableError when a file is missing or
+    ``vgg16_path`` / ``linear_path``. Raises MissingWeightsError when a file is missing or
     does not have the expected layout. Usable as a training loss: no parameters, empty
     ``state_dict()``, differentiable with respect to its inputs.
     """

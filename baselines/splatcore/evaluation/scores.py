@@ -27,7 +27,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import MetricInputError
+from ..errors import InputError
 
 
 class ScoreBook:
@@ -35,7 +35,7 @@ class ScoreBook:
 
     def __init__(self, time_skip_steps: int = 0) -> None:
         if time_skip_steps < 0:
-            raise MetricInputError(f"ScoreBook: time_skip_steps must be >= 0, got {time_skip_steps}.")
+            raise InputError(f"ScoreBook: time_skip_steps must be >= 0, got {time_skip_steps}.")
         self.time_skip_steps = time_skip_steps
         self._scene_means: dict[str, dict[str, float]] = {}
         self._metrics: list[str] | None = None
@@ -57,17 +57,17 @@ class ScoreBook:
         per-scene means.
         """
         if scene in self._scene_means:
-            raise MetricInputError(f"ScoreBook.add: scene '{scene}' was already added; scene names must be unique.")
+            raise InputError(f"ScoreBook.add: scene '{scene}' was already added; scene names must be unique.")
         if not metrics:
-            raise MetricInputError(f"ScoreBook.add: scene '{scene}' has no metrics.")
+            raise InputError(f"ScoreBook.add: scene '{scene}' has no metrics.")
         names = sorted(metrics)
         if self._metrics is None:
             overlap = set(names) & set(self.unavailable)
             if overlap:
-                raise MetricInputError(f"ScoreBook.add: metrics {sorted(overlap)} were marked unavailable.")
+                raise InputError(f"ScoreBook.add: metrics {sorted(overlap)} were marked unavailable.")
             self._metrics = list(metrics)
         elif names != sorted(self._metrics):
-            raise MetricInputError(
+            raise InputError(
                 f"ScoreBook.add: scene '{scene}' reports metrics {names}, earlier scenes reported "
                 f"{sorted(self._metrics)}; every scene must report the same metrics."
             )
@@ -75,12 +75,12 @@ class ScoreBook:
         for name in self._metrics:
             values = metrics[name]
             if values.ndim != 1 or values.numel() == 0:
-                raise MetricInputError(
+                raise InputError(
                     f"ScoreBook.add: metrics['{name}'] of scene '{scene}' must be a non-empty 1-D "
                     f"tensor of per-view values, got shape {tuple(values.shape)}."
                 )
             if torch.isnan(values).any():
-                raise MetricInputError(f"ScoreBook.add: metrics['{name}'] of scene '{scene}' contains NaN.")
+                raise InputError(f"ScoreBook.add: metrics['{name}'] of scene '{scene}' contains NaN.")
             means[name] = float(values.detach().double().mean().item())
         self._scene_means[scene] = means
         return means
@@ -88,7 +88,7 @@ class ScoreBook:
     def mark_unavailable(self, metric: str, reason: str) -> None:
         """Declare that ``metric`` cannot be computed (the reason is written to the averages)."""
         if self._metrics is not None and metric in self._metrics:
-            raise MetricInputError(f"ScoreBook.mark_unavailable: '{metric}' already has scores.")
+            raise InputError(f"ScoreBook.mark_unavailable: '{metric}' already has scores.")
         self.unavailable[metric] = reason
 
     def add_time(self, tag: str, seconds: float) -> None:
@@ -98,13 +98,13 @@ class ScoreBook:
     def per_scene(self, metric: str) -> list[float]:
         """Per-scene means of ``metric`` in insertion order."""
         if metric not in self.metrics:
-            raise MetricInputError(f"ScoreBook: no scores for metric '{metric}' (have {self.metrics}).")
+            raise InputError(f"ScoreBook: no scores for metric '{metric}' (have {self.metrics}).")
         return [means[metric] for means in self._scene_means.values()]
 
     def averages(self) -> dict[str, float]:
         """Mean over scenes of the per-scene means, per metric."""
         if not self._scene_means:
-            raise MetricInputError("ScoreBook.averages: no scene was added.")
+            raise InputError("ScoreBook.averages: no scene was added.")
         return {name: math.fsum(self.per_scene(name)) / len(self._scene_means) for name in self.metrics}
 
     def timings(self) -> dict[str, list[int | float]]:

@@ -14,7 +14,6 @@ of ``features[:4]``, ``features[4:9]``, ``features[9:16]``, ``features[16:23]`` 
 
 from __future__ import annotations
 
-import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
@@ -80,20 +79,3 @@ def expected_conv_shapes() -> dict[str, tuple[int, ...]]:
         in_channels = int(item)
         index += 2
     return shapes
-
-
-@torch.no_grad()
-def random_vgg16_state_dict(seed: int = 0) -> dict[str, Tensor]:
-    """A seeded, randomly initialised VGG16 ``features.*`` state dict (for tests without weights).
-
-    Weights are He-normal scaled so that activations neither vanish nor explode through 13 layers.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    state: dict[str, Tensor] = {}
-    for key, shape in expected_conv_shapes().items():
-        if key.endswith(".weight"):
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[key] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
-        else:
-            state[key] = torch.randn(shape, generator=generator) * 0.01
-    return state

@@ -11,7 +11,6 @@ from typing import Any
 
 
 from .base import Loss, freeze_as_buffers, state_dict_free, unwrap_cfg
-from .errors import LossConfigError, LossError, LossInputError, LossWeightsMissingError
 from .loss_depth import LossDepth, LossDepthCfg, LossDepthCfgWrapper
 from .loss_lpips import LossLpips, LossLpipsCfg, LossLpipsCfgWrapper
 from .loss_mse import LossMse, LossMseCfg, LossMseCfgWrapper, masked_squared_error
@@ -28,19 +27,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "LOSSES",
     "Loss",
-    "LossConfigError",
     "LossDepth",
     "LossDepthCfg",
     "LossDepthCfgWrapper",
-    "LossError",
-    "LossInputError",
     "LossLpips",
     "LossLpipsCfg",
     "LossLpipsCfgWrapper",
     "LossMse",
     "LossMseCfg",
     "LossMseCfgWrapper",
-    "LossWeightsMissingError",
     "freeze_as_buffers",
     "get_losses",
     "loss_cfgs_from_dict",

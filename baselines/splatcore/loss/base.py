@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from torch import Tensor, nn
 
 from ..types import BatchedExample, DecoderOutput, Gaussians
-from .errors import LossConfigError
+from ..errors import ConfigError
 
 C = TypeVar("C")
 W = TypeVar("W")
@@ -31,7 +31,7 @@ W = TypeVar("W")
 def unwrap_cfg(cfg_wrapper: Any) -> tuple[str, Any]:
     """(name, inner config) of a one-field wrapper dataclass."""
     if not is_dataclass(cfg_wrapper) or len(fields(cfg_wrapper)) != 1:
-        raise LossConfigError(
+        raise ConfigError(
             f"a loss config must be a wrapper dataclass with exactly one field (the loss name), got {cfg_wrapper!r}"
         )
     field = fields(cfg_wrapper)[0]

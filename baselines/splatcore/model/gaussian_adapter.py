@@ -29,7 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from ..nn.errors import NetworkConfigError, NetworkInputError
+from ..errors import ConfigError, InputError
 
 
 @dataclass
@@ -144,7 +144,7 @@ def rotate_sh(
     d_sh = harmonics.shape[-1]
     degrees = math.isqrt(d_sh)
     if degrees * degrees != d_sh:
-        raise NetworkInputError(f"The SH dimension must be a square (sh_degree + 1)^2, got {d_sh}.")
+        raise InputError(f"The SH dimension must be a square (sh_degree + 1)^2, got {d_sh}.")
     alpha, beta, gamma = matrix_to_angles(rotations)
     rotated = []
     with torch.device(harmonics.device):
@@ -180,7 +180,7 @@ class GaussianAdapter(nn.Module):
     def __init__(self, cfg: GaussianAdapterCfg, scale_activation: ScaleActivation | None = None):
         super().__init__()
         if cfg.sh_degree < 0:
-            raise NetworkConfigError(f"sh_degree must be >= 0, got {cfg.sh_degree}.")
+            raise ConfigError(f"sh_degree must be >= 0, got {cfg.sh_degree}.")
         self.cfg = cfg
         self.scale_activation = scale_activation or SigmoidRangeDepthScale(
             cfg.gaussian_scale_min, cfg.gaussian_scale_max
@@ -208,7 +208,7 @@ class GaussianAdapter(nn.Module):
         eps: float = 1e-8,
     ) -> AdapterGaussians:
         if raw_gaussians.shape[-1] != self.d_in:
-            raise NetworkInputError(
+            raise InputError(
                 f"Expected {self.d_in} raw Gaussian channels (3 scale + 4 rotation + 3*{self.d_sh} SH), "
                 f"got {raw_gaussians.shape[-1]}."
             )

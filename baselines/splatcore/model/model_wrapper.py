@@ -43,7 +43,7 @@ from pmsplat.adapter.fork import skip_large_sample  # PM-Loss fork
 from ..loss import Loss, state_dict_free
 from ..types import BatchedExample, DecoderOutput, Gaussians
 from .config import OptimizerCfg, TestCfg, TrainCfg
-from .errors import ModelConfigError
+from ..errors import ConfigError
 from .optimizer import build_optimizer
 from .scoring import image_metrics, lpips_unavailable_reason, psnr
 
@@ -79,7 +79,7 @@ def unpack_encoder_output(output: Any) -> tuple[Gaussians, dict[str, Any]]:
     """(Gaussians, the other entries) of what an encoder returned."""
     if isinstance(output, dict):
         if output.get("gaussians") is None:
-            raise ModelConfigError(
+            raise ConfigError(
                 "the encoder returned no Gaussians (DepthSplat train_depth_only / forward_depth_only); "
                 "the model wrapper trains the full model, set model.encoder.train_depth_only=false"
             )
@@ -115,12 +115,12 @@ class ModelWrapper(LightningModule):
         self.losses = nn.ModuleList(losses)
         for loss in losses:
             if not state_dict_free(loss):
-                raise ModelConfigError(
+                raise ConfigError(
                     f"loss {loss.name!r} holds parameters or persistent buffers; wrap its networks with "
                     "splatcore.loss.freeze_as_buffers so they never reach checkpoints or the optimizer"
                 )
         if not state_dict_free(decoder):
-            raise ModelConfigError("the decoder holds persistent state; only encoder.* may be saved")
+            raise ConfigError("the decoder holds persistent state; only encoder.* may be saved")
         if train_cfg.train_ignore_large_loss > 0:
             for loss in losses:
                 if hasattr(loss.cfg, "clamp_large_error") and loss.cfg.clamp_large_error == 0:
@@ -157,7 +157,7 @@ class ModelWrapper(LightningModule):
         gaussians, _ = self.encode(batch, deterministic=False)
         stacked = gaussians.means.shape[0]
         if stacked % b:
-            raise ModelConfigError(
+            raise ConfigError(
                 f"the encoder returned {stacked} Gaussian sets for a batch of {b}; expected a multiple of it"
             )
         copies = stacked // b
@@ -260,7 +260,7 @@ class ModelWrapper(LightningModule):
         target = batch["target"]
         b, v = target["image"].shape[:2]
         if b != 1:
-            raise ModelConfigError(f"test_step needs data_loader.test.batch_size=1, got a batch of {b}")
+            raise ConfigError(f"test_step needs data_loader.test.batch_size=1, got a batch of {b}")
         gaussians, _ = self._timed("encoder", lambda: self.encode(batch, deterministic=False))
         chunk = self.test_cfg.chunk_size or v
 
@@ -313,7 +313,7 @@ class ModelWrapper(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         foreign = [k for k in checkpoint.get("state_dict", {}) if not k.startswith(ENCODER_PREFIX)]
         if foreign:
-            raise ModelConfigError(f"checkpoint would hold non-encoder entries {foreign[:5]}; only encoder.* is saved")
+            raise ConfigError(f"checkpoint would hold non-encoder entries {foreign[:5]}; only encoder.* is saved")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.step_tracker is not None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import OptimizerCfg
-from .errors import ModelConfigError
+from ..errors import ConfigError
 
 MONODEPTH_MARKER = "pretrained"
 
@@ -40,14 +40,14 @@ def build_optimizer(module: nn.Module, cfg: OptimizerCfg, max_steps: int | None)
     """What ``LightningModule.configure_optimizers`` returns: optimizer + per-step scheduler."""
     groups = parameter_groups(module, cfg)
     if not groups:
-        raise ModelConfigError("the model has no trainable parameters to optimise")
+        raise ConfigError("the model has no trainable parameters to optimise")
     if cfg.name == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.cosine_lr:
         if max_steps is None or max_steps < 1:
-            raise ModelConfigError(
+            raise ConfigError(
                 f"optimizer.cosine_lr (OneCycle) needs trainer.max_steps >= 1, got {max_steps}; "
                 "set trainer.max_steps or optimizer.cosine_lr=false"
             )

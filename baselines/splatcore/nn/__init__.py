@@ -19,7 +19,6 @@ from .cost_volume import (
     relative_pose,
     warp_with_depth_candidates,
 )
-from .errors import NetworkConfigError, NetworkError, NetworkInputError
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, normalize_imagenet
 from .multiview_transformer import MultiViewTransformer, TransformerBlock, TransformerLayer, all_other_views, window_attention
 from .norms import GroupNormFloat32, group_norm, group_norm_groups
@@ -35,9 +34,6 @@ __all__ = [
     "Downsample",
     "GroupNormFloat32",
     "MultiViewTransformer",
-    "NetworkConfigError",
-    "NetworkError",
-    "NetworkInputError",
     "ResBlock",
     "ResidualBlock",
     "TransformerBlock",

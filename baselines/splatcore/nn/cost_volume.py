@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import NetworkInputError
+from ..errors import InputError
 
 
 def inverse_depth_candidates(
@@ -26,9 +26,9 @@ def inverse_depth_candidates(
 ) -> Float[Tensor, "batch candidate"]:
     """Inverse depths (disparities) 1/far + t (1/near - 1/far), t = linspace(0, 1, D)."""
     if num_candidates < 2:
-        raise NetworkInputError(f"Need at least 2 depth candidates, got {num_candidates}.")
+        raise InputError(f"Need at least 2 depth candidates, got {num_candidates}.")
     if not bool((far > near).all()) or not bool((near > 0).all()):
-        raise NetworkInputError("near and far must satisfy 0 < near < far for every view.")
+        raise InputError("near and far must satisfy 0 < near < far for every view.")
     min_disparity = (1.0 / far)[:, None]
     max_disparity = (1.0 / near)[:, None]
     steps = torch.linspace(0.0, 1.0, num_candidates, device=near.device, dtype=torch.float32)[None]

@@ -35,7 +35,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import NetworkInputError
+from ..errors import InputError
 from .windows import merge_windows_last, shifted_window_mask, split_windows_last
 
 
@@ -175,7 +175,7 @@ class MultiViewTransformer(nn.Module):
         """
         b, v, c, h, w = features.shape
         if v < 2 and partners is None:
-            raise NetworkInputError("The multi-view transformer needs at least 2 views.")
+            raise InputError("The multi-view transformer needs at least 2 views.")
         partner_index = self._partner_index(partners if partners is not None else all_other_views(v), v)
         x = features.permute(0, 1, 3, 4, 2).reshape(b * v, h, w, c)  # channel-last, (b v) order
         for index, layer in enumerate(self.layers):
@@ -188,13 +188,13 @@ class MultiViewTransformer(nn.Module):
     @staticmethod
     def _partner_index(partners: Sequence[Sequence[int]], num_views: int) -> Tensor:
         if len(partners) != num_views:
-            raise NetworkInputError(f"partners has {len(partners)} entries for {num_views} views; give one list per view.")
+            raise InputError(f"partners has {len(partners)} entries for {num_views} views; give one list per view.")
         counts = {len(p) for p in partners}
         if len(counts) != 1 or 0 in counts:
-            raise NetworkInputError(
+            raise InputError(
                 f"Every view needs the same, non-zero number of attention partners, got {[list(p) for p in partners]}."
             )
         for p in partners:
             if any(not 0 <= j < num_views for j in p):
-                raise NetworkInputError(f"Partner indices must lie in [0, {num_views}), got {list(p)}.")
+                raise InputError(f"Partner indices must lie in [0, {num_views}), got {list(p)}.")
         return torch.tensor([list(p) for p in partners], dtype=torch.long)

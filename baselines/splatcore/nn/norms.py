@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import NetworkConfigError
+from ..errors import ConfigError
 
 
 def group_norm_groups(channels: int, preferred: int = 8, fallback: int = 4) -> int:
@@ -24,7 +24,7 @@ def group_norm_groups(channels: int, preferred: int = 8, fallback: int = 4) -> i
         return preferred
     if channels % fallback == 0:
         return fallback
-    raise NetworkConfigError(
+    raise ConfigError(
         f"GroupNorm needs a channel count divisible by {preferred} or {fallback}, got {channels}; "
         "change the feature width."
     )

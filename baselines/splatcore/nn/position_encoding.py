@@ -15,7 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import NetworkConfigError
+from ..errors import ConfigError
 from .windows import merge_windows, split_windows
 
 
@@ -28,7 +28,7 @@ def sine_position_encoding(
 ) -> Float[Tensor, "channels height width"]:
     """The (channels, height, width) encoding described in the module docstring."""
     if channels % 4:
-        raise NetworkConfigError(f"Sine position encoding needs channels divisible by 4, got {channels}.")
+        raise ConfigError(f"Sine position encoding needs channels divisible by 4, got {channels}.")
     frequencies = channels // 2
     scale = 2 * math.pi
     eps = 1e-6

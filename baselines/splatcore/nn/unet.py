@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from .errors import NetworkConfigError, NetworkInputError
+from ..errors import ConfigError, InputError
 from .norms import group_norm
 
 
@@ -102,7 +102,7 @@ class AttentionBlock(nn.Module):
     ):
         super().__init__()
         if channels % num_head_channels:
-            raise NetworkConfigError(
+            raise ConfigError(
                 f"AttentionBlock channels ({channels}) must be a multiple of num_head_channels ({num_head_channels}); "
                 "choose a U-Net width that is a multiple of it."
             )
@@ -124,7 +124,7 @@ class AttentionBlock(nn.Module):
         n, c, h, w = x.shape
         groups = self.num_views if self.cross_view_attention else 1
         if n % groups:
-            raise NetworkInputError(
+            raise InputError(
                 f"Cross-view attention groups {groups} views, but the batch has {n} entries; "
                 "call set_num_views with the real number of views."
             )
@@ -194,7 +194,7 @@ class UNet(nn.Module):
     ):
         super().__init__()
         if num_views < 1:
-            raise NetworkConfigError(f"num_views must be >= 1, got {num_views}.")
+            raise ConfigError(f"num_views must be >= 1, got {num_views}.")
         self.num_levels = len(channel_mult)
         self.pre_norm = pre_norm
 
@@ -240,7 +240,7 @@ class UNet(nn.Module):
     def set_num_views(self, num_views: int) -> None:
         """Change the number of views grouped by the cross-view attention blocks."""
         if num_views < 1:
-            raise NetworkConfigError(f"num_views must be >= 1, got {num_views}.")
+            raise ConfigError(f"num_views must be >= 1, got {num_views}.")
         for module in self.modules():
             if isinstance(module, AttentionBlock):
                 module.num_views = num_views
@@ -248,7 +248,7 @@ class UNet(nn.Module):
     def forward(self, x: Float[Tensor, "batch c_in height width"]) -> Float[Tensor, "batch c_out height width"]:
         factor = 2 ** (self.num_levels - 1)
         if x.shape[-2] % factor or x.shape[-1] % factor:
-            raise NetworkInputError(
+            raise InputError(
                 f"This U-Net downsamples {self.num_levels - 1} times, so its input size must be a "
                 f"multiple of {factor}; got {tuple(x.shape[-2:])}."
             )

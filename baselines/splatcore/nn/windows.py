@@ -10,12 +10,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import NetworkInputError
+from ..errors import InputError
 
 
 def _check_divisible(height: int, width: int, num_splits: int) -> None:
     if height % num_splits or width % num_splits:
-        raise NetworkInputError(
+        raise InputError(
             f"A {height}x{width} feature map cannot be cut into {num_splits}x{num_splits} windows; "
             f"use an image size whose feature map is divisible by {num_splits}."
         )

@@ -33,11 +33,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..errors import SplatcoreError
+
 INTERMEDIATE_TOLERANCE = 5e-4
 FINAL_TOLERANCE = 2e-3
 
 
-class ParityError(Exception):
+class ParityError(SplatcoreError):
     """A parity file is missing, unreadable or inconsistent, or a port cannot produce a tensor."""
 
 

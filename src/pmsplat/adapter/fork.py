@@ -47,9 +47,9 @@ PIL_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling
 def check_resize_filter(cfg: Any) -> None:
     """``DatasetCfg.__post_init__`` hook: ``dataset.resize_filter`` is ``lanczos`` or ``bilinear``."""
     if cfg.resize_filter not in PIL_FILTERS:
-        from splatcore.dataset.errors import DatasetConfigError
+        from splatcore.errors import ConfigError
 
-        raise DatasetConfigError(
+        raise ConfigError(
             f"dataset.resize_filter must be 'lanczos' (MVSplat/DepthSplat) or 'bilinear' (PM-Loss), "
             f"got {cfg.resize_filter!r}."
         )
@@ -60,10 +60,10 @@ def crop_shim_filter(name: str) -> Iterator[None]:
     """Within the block, the crop shim (``splatcore.dataset.shims.rescale_image``) resizes with the
     PIL filter ``name`` instead of upstream's LANCZOS; restored on exit."""
     from splatcore.dataset import shims
-    from splatcore.dataset.errors import DatasetConfigError
+    from splatcore.errors import ConfigError
 
     if name not in PIL_FILTERS:
-        raise DatasetConfigError(f"resize_filter must be one of {sorted(PIL_FILTERS)}, got {name!r}.")
+        raise ConfigError(f"resize_filter must be one of {sorted(PIL_FILTERS)}, got {name!r}.")
     previous = shims.RESIZE_FILTER
     shims.RESIZE_FILTER = PIL_FILTERS[name]
     try:
@@ -79,9 +79,9 @@ def crop_shim_filter(name: str) -> Iterator[None]:
 def check_skip_large_sample(cfg: Any) -> None:
     """``TrainCfg.__post_init__`` hook."""
     if cfg.skip_large_sample_loss < 0:
-        from splatcore.model.errors import ModelConfigError
+        from splatcore.errors import ConfigError
 
-        raise ModelConfigError("train.train_ignore_large_loss and train.skip_large_sample_loss must be >= 0")
+        raise ConfigError("train.train_ignore_large_loss and train.skip_large_sample_loss must be >= 0")
 
 
 def skip_large_sample(train_cfg: Any, step: int, total: Tensor, record: dict[str, float]) -> Tensor:
@@ -110,12 +110,12 @@ CONFIDENCE_ACTIVATIONS = (None, "softplus", "sigmoid")
 
 def check_encoder_options(cfg: Any) -> None:
     """``EncoderDepthSplatCfg.__post_init__`` hook."""
-    from depthsplat.errors import DepthSplatConfigError
+    from depthsplat.errors import DepthSplatError
 
     if cfg.offset_mode not in OFFSET_MODES:
-        raise DepthSplatConfigError(f"offset_mode must be one of {OFFSET_MODES}, got {cfg.offset_mode!r}")
+        raise DepthSplatError(f"offset_mode must be one of {OFFSET_MODES}, got {cfg.offset_mode!r}")
     if getattr(cfg, "confidence_activation", None) not in CONFIDENCE_ACTIVATIONS:
-        raise DepthSplatConfigError(
+        raise DepthSplatError(
             f"confidence_activation must be null, 'softplus' or 'sigmoid', got {cfg.confidence_activation!r}"
         )
 
@@ -130,9 +130,9 @@ def pixel_offsets(raw: Float[Tensor, "*batch 2"], mode: str, factor: float) -> F
         return torch.tanh(raw) * factor / 2
     if mode == "unconstrained":
         return raw * factor
-    from depthsplat.errors import DepthSplatConfigError
+    from depthsplat.errors import DepthSplatError
 
-    raise DepthSplatConfigError(f"offset_mode must be 'ori', 'origin', 'pixel' or 'unconstrained', got {mode!r}")
+    raise DepthSplatError(f"offset_mode must be 'ori', 'origin', 'pixel' or 'unconstrained', got {mode!r}")
 
 
 def add_confidences(

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from jaxtyping import Float
 from splatcore.loss.base import Loss
-from splatcore.loss.errors import LossConfigError, LossInputError
+from splatcore.errors import ConfigError, InputError
 from splatcore.types import BatchedExample, DecoderOutput, Gaussians
 from torch import Tensor
 
@@ -56,9 +56,9 @@ class LossPmCfg(PMLossConfig):
     def __post_init__(self) -> None:
         super().__post_init__()  # validates the PM-Loss options now, not at the first step
         if self.weight < 0:
-            raise LossConfigError(f"loss.pm.weight must be >= 0, got {self.weight}.")
+            raise ConfigError(f"loss.pm.weight must be >= 0, got {self.weight}.")
         if not isinstance(self.teacher, dict) or "name" not in self.teacher:
-            raise LossConfigError(
+            raise ConfigError(
                 "loss.pm.teacher must be a teacher config with a 'name' (select one with teacher=vggt|dust3r|da3|"
                 f"cache|synthetic), got {self.teacher!r}."
             )
@@ -95,22 +95,22 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
         try:
             name, options = teacher_config(teacher)
         except InputError as error:
-            raise LossConfigError(f"loss.pm.teacher: {error}") from error
+            raise ConfigError(f"loss.pm.teacher: {error}") from error
         dataset = config.get("dataset", {})
         if needs_pointmap(teacher) and not dataset.get("load_pointmap", False):
-            raise LossConfigError(
+            raise ConfigError(
                 f"teacher={name} reads ground-truth pointmaps: set dataset.load_pointmap=true (only the synthetic "
                 "benchmark has them; real data needs a real teacher: teacher=vggt|dust3r|da3|cache)."
             )
         encoder = config.get("model", {}).get("encoder", {})
         per_pixel = (encoder.get("num_surfaces", 1), encoder.get("gaussians_per_pixel", 1))
         if per_pixel != (1, 1):
-            raise LossConfigError(
+            raise ConfigError(
                 "loss=[...,pm] pairs each Gaussian with the teacher point of its pixel, so it needs one Gaussian "
                 f"per pixel; got model.encoder.num_surfaces={per_pixel[0]}, gaussians_per_pixel={per_pixel[1]}."
             )
         if name == "cache" and not (Path(options.path) / "manifest.json").is_file():
-            raise LossConfigError(
+            raise ConfigError(
                 f"teacher=cache: no cache at {options.path} (teacher.path); build it with `pmsplat teacher precompute`."
             )
 
@@ -143,7 +143,7 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
         images = batch["context"]["image"]
         batch_size = images.shape[0]
         if gaussians.means.shape[0] % batch_size:
-            raise LossInputError(
+            raise InputError(
                 f"loss.pm: {gaussians.means.shape[0]} Gaussian sets for a batch of {batch_size}; expected a multiple "
                 "(intermediate predictions stacked in front of the final ones)."
             )

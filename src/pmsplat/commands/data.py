@@ -59,26 +59,21 @@ def run_synth(args: argparse.Namespace) -> int:
     from pmsplat.synthetic import SynthConfig, generate
 
     if len(args.size) not in (1, 2):
-        print("pmsplat data synth: --size takes one (square) or two (H W) integers.", file=sys.stderr)
-        return 2
+        raise InputError("--size takes one (square) or two (H W) integers.")
     height, width = (args.size * 2)[:2]
-    try:
-        cfg = SynthConfig(
-            out=args.out,
-            train_scenes=args.scenes,
-            test_scenes=args.test_scenes,
-            frames=args.frames,
-            height=height,
-            width=width,
-            seed=args.seed,
-            supersample=args.supersample,
-            scenes_per_chunk=args.scenes_per_chunk,
-            store_pointmaps=args.pointmaps,
-            workers=args.workers,
-        )
-    except InputError as error:
-        print(f"pmsplat data synth: {error}", file=sys.stderr)
-        return 2
+    cfg = SynthConfig(
+        out=args.out,
+        train_scenes=args.scenes,
+        test_scenes=args.test_scenes,
+        frames=args.frames,
+        height=height,
+        width=width,
+        seed=args.seed,
+        supersample=args.supersample,
+        scenes_per_chunk=args.scenes_per_chunk,
+        store_pointmaps=args.pointmaps,
+        workers=args.workers,
+    )
     start = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False) as progress:
         tasks = {
@@ -96,7 +91,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_fetch_index(args: argparse.Namespace) -> int:
-    from splatcore.dataset import DatasetFormatError, read_evaluation_index
+    from splatcore.dataset import read_evaluation_index
+    from splatcore.errors import DataError
 
     names = args.only or sorted(PUBLISHED_INDICES)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +110,7 @@ def run_fetch_index(args: argparse.Namespace) -> int:
             handle.write(payload)
         try:
             entries = read_evaluation_index(Path(handle.name))
-        except DatasetFormatError as error:
+        except DataError as error:
             failures.append(f"  {name}: downloaded from {url} but it is not a valid index ({error})")
             continue
         finally:

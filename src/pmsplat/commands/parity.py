@@ -23,6 +23,8 @@ import argparse
 import sys
 from importlib import import_module
 
+from pmsplat.errors import InputError
+
 BASELINES = ("mvsplat", "depthsplat")
 
 
@@ -39,15 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load_hooks(baseline: str):
-    try:
-        module = import_module(f"{baseline}.parity")
-    except ModuleNotFoundError as error:
-        if error.name not in (baseline, f"{baseline}.parity"):
-            raise
-        return None
-    if not all(hasattr(module, name) for name in ("build_encoder", "run_encoder")):
-        return None
-    return module
+    """``<baseline>.parity``: ``build_encoder``, ``run_encoder`` and, optionally, ``check_key_layouts``."""
+    return import_module(f"{baseline}.parity")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,22 +59,14 @@ def _run_keys(baseline: str, path: str) -> int:
     import json
     from pathlib import Path
 
-    from splatcore.testing.parity import ParityError
-
     hooks = _load_hooks(baseline)
-    if hooks is None or not hasattr(hooks, "check_key_layouts"):
-        print(f"pmsplat parity: --keys is not available for {baseline} (no check_key_layouts hook).", file=sys.stderr)
-        return 2
+    if not hasattr(hooks, "check_key_layouts"):
+        raise InputError(f"--keys is not available for {baseline} (its parity module has no check_key_layouts).")
     try:
         key_file = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
-        print(f"pmsplat parity: cannot read the key file {path}: {error}", file=sys.stderr)
-        return 2
-    try:
-        results = hooks.check_key_layouts(key_file)
-    except (ParityError, ValueError) as error:
-        print(f"pmsplat parity: {error}", file=sys.stderr)
-        return 2
+        raise InputError(f"cannot read the key file {path}: {error}") from error
+    results = hooks.check_key_layouts(key_file)
     for result in results:
         counts = f"{result.num_tensors} tensors, {result.num_elements} elements"
         print(f"{result.preset}: OK ({counts})" if result.ok else f"{result.preset}: FAIL ({counts}): {result.problem}")
@@ -96,29 +83,17 @@ def _run_file(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from splatcore.testing.parity import ParityError, compare_outputs, load_parity_file
+    from splatcore.testing.parity import compare_outputs, load_parity_file
 
     console = Console(width=None if sys.stdout.isatty() else 132)
     hooks = _load_hooks(args.baseline)
-    if hooks is None:
-        print(
-            f"pmsplat parity: the {args.baseline} port has no parity hooks yet "
-            f"({args.baseline}/parity.py with build_encoder and run_encoder).",
-            file=sys.stderr,
-        )
-        return 2
     torch.set_num_threads(max(1, args.threads))
-    try:
-        parity_file = load_parity_file(args.file)
-        encoder = hooks.build_encoder(parity_file.hook_metadata())
-        outputs = hooks.run_encoder(encoder, parity_file.inputs)
-    except (ParityError, ValueError) as error:
-        print(f"pmsplat parity: {error}", file=sys.stderr)
-        return 2
+    parity_file = load_parity_file(args.file)
+    encoder = hooks.build_encoder(parity_file.hook_metadata())
+    outputs = hooks.run_encoder(encoder, parity_file.inputs)
     results = compare_outputs(parity_file.references, outputs)
     if not results:
-        print(f"pmsplat parity: {args.file} holds no reference tensors to compare.", file=sys.stderr)
-        return 2
+        raise InputError(f"{args.file} holds no reference tensors to compare.")
     image = parity_file.inputs["image"]
     table = Table(
         title=f"{args.baseline} parity: {args.file} (seed {parity_file.metadata.get('seed', '?')}, "

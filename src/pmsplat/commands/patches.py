@@ -1,13 +1,12 @@
 """``pmsplat patches``: status / apply / unapply / verify / refresh / new / diff / record-pristine.
 
 See patches/README.md for the model. Exit codes: 0 success, 1 a check failed or an operation
-could not be done (nothing was written), 2 bad usage.
+could not be done (a ``PatchError``, printed by ``pmsplat.cli``; nothing was written), 2 bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 ACTIONS = {
@@ -54,40 +53,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pmsplat.patching import PatchError, Repository, VerificationError, find_root
+    from pmsplat.patching import Repository, find_root
     from pmsplat.patching import operations
 
     if not args.action:
         args.parser.print_help()
         return 2
-    try:
-        repo = Repository(find_root(args.root))
-        one = [args.baseline] if getattr(args, "baseline", None) else None
-        if args.action == "status":
-            lines = operations.status(repo, args.baselines)
-        elif args.action == "verify":
-            lines = operations.verify(repo, args.baselines)
-        elif args.action == "apply":
-            lines = operations.apply(repo, one, args.upto, args.allow_offset)
-        elif args.action == "unapply":
-            lines = operations.unapply(repo, one, args.upto)
-        elif args.action == "refresh":
-            lines = operations.refresh(repo, one, args.patch)
-        elif args.action == "new":
-            lines = operations.new_patch(repo, args.baseline, args.name, args.message)
-        elif args.action == "diff":
-            lines = operations.diff(repo, one, args.stat)
-        else:
-            lines = operations.record_pristine(repo, args.baselines)
-    except VerificationError as error:
-        print(f"pmsplat patches {args.action}: FAILED", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    except PatchError as error:
-        print(f"pmsplat patches {args.action}: {error}", file=sys.stderr)
-        print("nothing was written.", file=sys.stderr)
-        return 1
+    repo = Repository(find_root(args.root))
+    one = [args.baseline] if getattr(args, "baseline", None) else None
+    if args.action == "status":
+        lines = operations.status(repo, args.baselines)
+    elif args.action == "verify":
+        lines = operations.verify(repo, args.baselines)
+    elif args.action == "apply":
+        lines = operations.apply(repo, one, args.upto, args.allow_offset)
+    elif args.action == "unapply":
+        lines = operations.unapply(repo, one, args.upto)
+    elif args.action == "refresh":
+        lines = operations.refresh(repo, one, args.patch)
+    elif args.action == "new":
+        lines = operations.new_patch(repo, args.baseline, args.name, args.message)
+    elif args.action == "diff":
+        lines = operations.diff(repo, one, args.stat)
+    else:
+        lines = operations.record_pristine(repo, args.baselines)
     for line in lines:
         print(line)
     return 0

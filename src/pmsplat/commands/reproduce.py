@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 
@@ -49,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pmsplat.errors import InputError
     from pmsplat.reproduce.protocol import (
         ABLATION_SCHEDULES,
         SYNTHETIC_SCHEDULES,
@@ -57,27 +57,23 @@ def run(args: argparse.Namespace) -> int:
         make_plan,
     )
 
-    try:
-        if args.variants and not args.ablation:
-            raise ValueError("--variants selects ablation variants; add --ablation.")
-        if args.ablation:
-            if args.data != "synthetic" or args.teacher not in (None, "synthetic") or args.gpus:
-                raise ValueError("--ablation runs on the synthetic benchmark with the synthetic teacher (its teacher-"
-                                 "quality variants need ground truth); drop --data/--teacher/--gpus.")
-            plan = make_ablation_plan(
-                args.baseline, args.root, ABLATION_SCHEDULES[args.schedule][args.baseline], variants=args.variants,
-                extra_overrides=list(args.overrides), main_schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline],
-            )
-        else:
-            plan = make_plan(
-                args.baseline, args.data, args.root, args.teacher,
-                schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline] if args.data == "synthetic" else None,
-                gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
-                extra_overrides=list(args.overrides),
-            )
-    except ValueError as error:
-        print(f"pmsplat reproduce: {error}", file=sys.stderr)
-        return 2
+    if args.variants and not args.ablation:
+        raise InputError("--variants selects ablation variants; add --ablation.")
+    if args.ablation:
+        if args.data != "synthetic" or args.teacher not in (None, "synthetic") or args.gpus:
+            raise InputError("--ablation runs on the synthetic benchmark with the synthetic teacher (its teacher-"
+                             "quality variants need ground truth); drop --data/--teacher/--gpus.")
+        plan = make_ablation_plan(
+            args.baseline, args.root, ABLATION_SCHEDULES[args.schedule][args.baseline], variants=args.variants,
+            extra_overrides=list(args.overrides), main_schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline],
+        )
+    else:
+        plan = make_plan(
+            args.baseline, args.data, args.root, args.teacher,
+            schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline] if args.data == "synthetic" else None,
+            gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
+            extra_overrides=list(args.overrides),
+        )
     out = args.out or Path("outputs/reproduce") / args.baseline
     if args.dry_run:
         for spec in plan.runs:
@@ -90,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     problems = _missing_inputs(plan)
     if problems:
-        print("pmsplat reproduce: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 2
+        raise InputError("cannot start:\n  " + "\n  ".join(problems))
     from pmsplat.reproduce.pipeline import execute
 
     report = execute(plan, out)

@@ -123,41 +123,29 @@ def _dataset_config(args: argparse.Namespace):
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from pmsplat.errors import PMSplatError
     from pmsplat.teachers.check import check_teacher, dataset_example, synthetic_example
-    from pmsplat.teachers.registry import build_teacher, needs_pointmap, teacher_identity
+    from pmsplat.teachers.registry import TEACHERS, build_teacher, needs_pointmap, teacher_identity
 
-    from pmsplat.teachers.registry import TEACHERS
-
-    errors: tuple[type[Exception], ...] = (PMSplatError,)
-    if args.dataset:  # the data loader (imported only when needed: it is slow to import)
-        from splatcore.dataset import DatasetError
-
-        errors += (DatasetError,)
     args.teacher = args.name
     if TEACHERS[args.name].config_name is None:
         print(f"pmsplat teacher check: teacher {args.name!r} is built in code around given tensors; there is nothing to check.", file=sys.stderr)
         return 2
-    try:
-        config = _teacher_config(args)
-        if config.get("name") != args.name:
-            print(f"pmsplat teacher check: --teacher-config names teacher {config.get('name')!r}, not {args.name!r}.", file=sys.stderr)
-            return 2
-        identity = teacher_identity(config)
-        print(f"teacher:     {args.name} {identity['options']}")
-        start = time.perf_counter()
-        teacher = build_teacher(config)
-        print(f"loaded:      {type(teacher).__name__} in {time.perf_counter() - start:.2f} s")
-        if args.dataset:
-            example = dataset_example(_dataset_config(args), args.stage, args.views, needs_pointmap(config))
-        else:
-            height, width = args.image_shape or (224, 224)
-            example = synthetic_example(args.views, height, width, args.seed)
-        print(f"example:     {args.views} views of {example.source}")
-        report = check_teacher(teacher, example)
-    except errors as error:
-        print(f"pmsplat teacher check: {error}", file=sys.stderr)
-        return 1
+    config = _teacher_config(args)
+    if config.get("name") != args.name:
+        print(f"pmsplat teacher check: --teacher-config names teacher {config.get('name')!r}, not {args.name!r}.", file=sys.stderr)
+        return 2
+    identity = teacher_identity(config)
+    print(f"teacher:     {args.name} {identity['options']}")
+    start = time.perf_counter()
+    teacher = build_teacher(config)
+    print(f"loaded:      {type(teacher).__name__} in {time.perf_counter() - start:.2f} s")
+    if args.dataset:
+        example = dataset_example(_dataset_config(args), args.stage, args.views, needs_pointmap(config))
+    else:
+        height, width = args.image_shape or (224, 224)
+        example = synthetic_example(args.views, height, width, args.seed)
+    print(f"example:     {args.views} views of {example.source}")
+    report = check_teacher(teacher, example)
     print("\n".join(report.lines()))
     if not report.ok:
         return 1
@@ -167,27 +155,25 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_precompute(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from splatcore.dataset import DatasetError
 
-    from pmsplat.errors import PMSplatError
     from pmsplat.teachers.cache_build import CacheBuildCfg, FramePolicyCfg, precompute
 
     try:
         shard_index, shard_count = (int(x) for x in args.shard.split("/"))
-    except ValueError:
+    except ValueError:  # a usage error, as argparse's (exit 2)
         print(f"pmsplat teacher precompute: --shard must be I/N (e.g. 0/4), got {args.shard!r}.", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    cfg = CacheBuildCfg(
+        out=args.out,
+        dataset=_dataset_config(args),
+        teacher=_teacher_config(args),
+        stage=args.stage,
+        shard=(shard_index, shard_count),
+        frame_policy=FramePolicyCfg(kind=args.frame_policy, window=args.window, overlap=args.overlap),
+        crop_multiple=args.crop_multiple,
+    )
     try:
-        cfg = CacheBuildCfg(
-            out=args.out,
-            dataset=_dataset_config(args),
-            teacher=_teacher_config(args),
-            stage=args.stage,
-            shard=(shard_index, shard_count),
-            frame_policy=FramePolicyCfg(kind=args.frame_policy, window=args.window, overlap=args.overlap),
-            crop_multiple=args.crop_multiple,
-        )
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
         ) as progress:
@@ -197,9 +183,6 @@ def run_precompute(args: argparse.Namespace) -> int:
                 progress.update(task, completed=done, total=total)
 
             summary = precompute(cfg, progress=update)
-    except (PMSplatError, DatasetError) as error:
-        print(f"pmsplat teacher precompute: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"pmsplat teacher precompute: interrupted; finished scenes are kept in {args.out}, run the same "
               "command again to resume.", file=sys.stderr)
@@ -213,14 +196,9 @@ def run_precompute(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from pmsplat.errors import PMSplatError
     from pmsplat.teachers.cache_verify import verify_cache
 
-    try:
-        report = verify_cache(args.cache, dataset_roots=args.dataset, checksums=not args.quick)
-    except PMSplatError as error:
-        print(f"pmsplat teacher verify: {error}", file=sys.stderr)
-        return 1
+    report = verify_cache(args.cache, dataset_roots=args.dataset, checksums=not args.quick)
     print("\n".join(report.lines()))
     return 0 if report.ok else 1
 

@@ -10,14 +10,13 @@ Examples::
 
 The overrides use the upstream Hydra vocabulary (``config/``); everything runs in-process through
 ``splatcore.main.compose_config`` + ``splatcore.main.run``. Exit codes: 0 done, 2 invalid
-configuration / missing file (one message, no traceback).
+configuration / missing file (one message, no traceback: ``pmsplat.cli``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,22 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
-    from splatcore.loss import LossError
     from splatcore.main import compose_config, run as run_training
     from splatcore.main import typed_config
-    from splatcore.model.errors import ModelError
 
-    expected = (ModelError, LossError, ValueError, FileNotFoundError)
-    try:
-        cfg = compose_config(args.overrides, config_dir=args.config_dir)
-        if args.cfg:
-            print(OmegaConf.to_yaml(cfg, resolve=True))
-            typed_config(cfg, check_files=False)
-            return 0
-        result = run_training(cfg)
-    except expected as error:
-        print(f"pmsplat train: {error}", file=sys.stderr)
-        return 2
+    cfg = compose_config(args.overrides, config_dir=args.config_dir)
+    if args.cfg:
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        typed_config(cfg, check_files=False)
+        return 0
+    result = run_training(cfg)
     print(f"output directory: {result.output_dir}")
     if result.checkpoint_path is not None:
         print(f"checkpoint: {result.checkpoint_path}")

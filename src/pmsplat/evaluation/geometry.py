@@ -99,27 +99,12 @@ def point_to_surface(
         raise InputError("point_to_surface: 'gt_points' is empty; need at least one ground-truth point per batch element.")
     queries = pred_points.detach().double()
     references = gt_points.detach().double()
-    try:
-        from pmsplat.knn import nearest_neighbors
-    except ImportError:  # the knn package is part of pmsplat; scipy cKDTree as the fallback
-        return _scipy_distances(queries, references, gt_mask)
+    from pmsplat.knn import nearest_neighbors
+
     if gt_mask is None:
         _check_points("point_to_surface: 'gt_points'", gt_points)
     _, squared = nearest_neighbors(queries, references, reference_mask=gt_mask)
     return squared.sqrt()
-
-
-def _scipy_distances(queries: Tensor, references: Tensor, mask: Tensor | None) -> Tensor:
-    from scipy.spatial import cKDTree
-
-    out = []
-    for b in range(queries.shape[0]):
-        refs = references[b] if mask is None else references[b][mask[b]]
-        if refs.shape[0] == 0:
-            raise InputError(f"point_to_surface: 'gt_mask' leaves no ground-truth point in batch element {b}.")
-        distance, _ = cKDTree(refs.cpu().numpy()).query(queries[b].cpu().numpy(), k=1)
-        out.append(torch.from_numpy(distance))
-    return torch.stack(out).to(queries.device)
 
 
 @torch.no_grad()

@@ -1,11 +1,13 @@
-"""Errors of the patch manager. Each message says what is wrong and how to fix it."""
+"""Errors of the patch manager (all derive from :class:`PatchError`, a ``PmsplatError``; see
+``pmsplat.errors`` for the convention). Each message says what is wrong and how to fix it; every
+operation is all or nothing, so after any of them nothing was written."""
 
 from __future__ import annotations
 
-from pmsplat.errors import DataError, InputError, PMSplatError
+from pmsplat.errors import DataError, InputError, PmsplatError
 
 
-class PatchError(PMSplatError):
+class PatchError(PmsplatError):
     """Base class of every error the patch manager raises."""
 
 
@@ -35,7 +37,7 @@ class VerificationError(PatchError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__("\n".join(problems))
+        super().__init__("FAILED\n" + "\n".join(f"  {problem}" for problem in problems))
 
 
 class StateError(PatchError):

@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from pmsplat.errors import InputError
+
 BASELINES = ("mvsplat", "depthsplat")
 DATASETS = ("synthetic", "re10k", "dl3dv")
 TEACHERS = ("synthetic", "vggt", "dust3r", "da3", "cache")
@@ -166,15 +168,15 @@ def make_plan(
 ) -> Plan:
     """The list of runs for a baseline on a dataset. Raises ValueError on a bad combination."""
     if baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
+        raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
     if data not in DATASETS:
-        raise ValueError(f"unknown data {data!r}; choose one of {DATASETS}.")
+        raise InputError(f"unknown data {data!r}; choose one of {DATASETS}.")
     synthetic = data == "synthetic"
     teacher = teacher or ("synthetic" if synthetic else "vggt")
     if teacher not in TEACHERS:
-        raise ValueError(f"unknown teacher {teacher!r}; choose one of {TEACHERS}.")
+        raise InputError(f"unknown teacher {teacher!r}; choose one of {TEACHERS}.")
     if teacher == "synthetic" and not synthetic:
-        raise ValueError("teacher=synthetic needs ground-truth pointmaps; only data=synthetic has them.")
+        raise InputError("teacher=synthetic needs ground-truth pointmaps; only data=synthetic has them.")
     root = Path(root) if root else Path("datasets") / data
     schedule = schedule or (SYNTHETIC_SCHEDULES["default"][baseline] if synthetic else PAPER_SCHEDULE)
     if synthetic:
@@ -308,7 +310,7 @@ def make_ablation_plan(
     they need are added). Runs identical to the main comparison's (``main_schedule``, default the
     synthetic default schedule) keep its names, so its finished runs are reused and not redone."""
     if baseline not in BASELINES:
-        raise ValueError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
+        raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
     schedule = schedule or ABLATION_SCHEDULES["default"][baseline]
     root = Path(root) if root else Path("datasets") / "synthetic"
     every = ablation_variants(schedule)
@@ -316,7 +318,7 @@ def make_ablation_plan(
     if variants:
         unknown = sorted(set(variants) - set(by_name))
         if unknown:
-            raise ValueError(f"unknown ablation variant(s) {unknown}; choose from {list(by_name)}.")
+            raise InputError(f"unknown ablation variant(s) {unknown}; choose from {list(by_name)}.")
         chosen = set(variants)
         chosen |= {by_name[v].reference for v in variants if by_name[v].reference}
         every = [v for v in every if v.name in chosen]

@@ -31,11 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pmsplat.errors import DataError
+
 DONE = "done.json"
 SPEC = "spec.json"
 
 
-class BrokenArtifact(Exception):
+class BrokenArtifact(DataError):
     """A finished stage's output file is missing or unreadable (the message says which and why)."""
 
 
@@ -50,7 +52,7 @@ def weights_digest(path: Path) -> str:
     file is missing or cannot be read as a checkpoint."""
     import torch
     from splatcore.model.checkpoints import read_state_dict
-    from splatcore.model.errors import CheckpointError
+    from splatcore.errors import CheckpointError
 
     if not Path(path).is_file():
         raise BrokenArtifact(f"{Path(path).name} is missing")

@@ -27,7 +27,6 @@ Never served silently:
 from __future__ import annotations
 
 import os
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +71,6 @@ class CacheTeacher:
         self.manifest = store.read_manifest(self.path)
         self.patch_size = int(self.manifest["teacher_patch_size"])
         self.resolution = tuple(int(x) for x in self.manifest["resolution"])
-        self.last_seconds = 0.0
         self._records: dict[str, dict] = {}
         if self.cfg.teacher is not None:
             self._check_teacher(self.cfg.teacher)
@@ -201,7 +199,6 @@ class CacheTeacher:
         images: Float[Tensor, "batch view 3 height width"],
         context: dict | None = None,
     ) -> TeacherOutput:
-        start = time.perf_counter()
         batch, views, _, height, width = images.shape
         if (height, width) != self.resolution:
             images_cfg = self.manifest["images"]
@@ -246,5 +243,4 @@ class CacheTeacher:
             points=torch.from_numpy(points).to(device),
             confidence=None if confidence is None else torch.from_numpy(confidence).to(device),
         )
-        self.last_seconds = time.perf_counter() - start
         return output

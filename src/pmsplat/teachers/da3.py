@@ -30,7 +30,6 @@ PM-Loss's similarity alignment absorbs the frame either way.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PMSplatError
+from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PmsplatError
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import check_hf_folder, default_device, freeze, resolve_weights
 from pmsplat.teachers.geometry import unproject_depth
@@ -96,7 +95,7 @@ def load_da3(weights: str, model_class) -> torch.nn.Module:
         check_hf_folder(source.path, "Depth Anything 3")
     try:
         return model_class.from_pretrained(source.path)
-    except (MissingDependencyError, PMSplatError):
+    except (MissingDependencyError, PmsplatError):
         raise
     except Exception as error:
         where = "the model folder" if source.kind == "folder" else "the Hugging Face hub"
@@ -120,7 +119,6 @@ class DA3Teacher:
         if model is None:
             model = load_da3(self.cfg.weights, _import_da3())
         self.model = freeze(model).to(self.device)
-        self.last_seconds = 0.0
 
     def output_frame(self, views: int) -> str:
         """The frame of the returned points for a call with ``views`` views (module docstring)."""
@@ -151,9 +149,7 @@ class DA3Teacher:
         images: Float[Tensor, "batch view 3 height width"],
         context: dict | None = None,
     ) -> TeacherOutput:
-        start = time.perf_counter()
         results = [self._scene(example) for example in images]
-        self.last_seconds = time.perf_counter() - start
         points = torch.stack([r[0] for r in results]).to(images.device)
         confidence = torch.stack([r[1] for r in results]).to(images.device)
         return TeacherOutput(points=points, confidence=confidence)

@@ -44,7 +44,6 @@ Images are mapped from [0, 1] to [-1, 1] as DUSt3R expects; sizes must be multip
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -237,7 +236,6 @@ class DUSt3RTeacher:
         if model is None:
             model = self._load_model()
         self.model = freeze(model).to(self.device)
-        self.last_seconds = 0.0
         self.last_pairs = 0
 
     def _load_model(self) -> torch.nn.Module:
@@ -330,13 +328,11 @@ class DUSt3RTeacher:
         [0, 1], H and W multiples of 16; each example is reconstructed on its own."""
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
+            raise InputError(
                 f"DUSt3R needs image sizes that are multiples of {self.patch_size}, got {height}x{width}; "
                 "PMLoss resizes images for the teacher, call the teacher through it."
             )
-        start = time.perf_counter()
         results = [self._scene(example) for example in images]
-        self.last_seconds = time.perf_counter() - start
         points = torch.stack([r[0] for r in results]).to(images.device)
         confidence = torch.stack([r[1] for r in results]).to(images.device)
         return TeacherOutput(points=points, confidence=confidence)

@@ -26,13 +26,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pmsplat.errors import PMSplatError
+from pmsplat.errors import PmsplatError
 
 ALLOWED_CLASSES = ("AsymmetricCroCo3DStereo",)
 _NAMES = {"inf": math.inf, "nan": math.nan, "True": True, "False": False, "None": None}
 
 
-class ArchitectureError(PMSplatError, ValueError):
+class ArchitectureError(PmsplatError, ValueError):
     """A checkpoint's architecture description is not a literal constructor call of an allowed class."""
 
 

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PMSplatError
+from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsError, PmsplatError
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -119,7 +119,7 @@ def read_checkpoint(path: str | Path, teacher_name: str) -> dict:
                 metadata = handle.metadata() or {}
                 state = {key: handle.get_tensor(key) for key in handle.keys()}
         except Exception as error:  # safetensors raises its own error types for a corrupt header
-            raise PMSplatError(f"{teacher_name}: {path} is not a readable .safetensors file ({type(error).__name__}: {error}).") from error
+            raise PmsplatError(f"{teacher_name}: {path} is not a readable .safetensors file ({type(error).__name__}: {error}).") from error
         return {"model": state, "metadata": metadata}
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -127,16 +127,16 @@ def read_checkpoint(path: str | Path, teacher_name: str) -> dict:
     except pickle.UnpicklingError as error:
         first = str(error).strip().splitlines()
         detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
-        raise PMSplatError(
+        raise PmsplatError(
             f"{teacher_name}: {path} holds Python objects other than tensors, plain containers and an "
             f"argparse.Namespace ({detail.strip()}). pmsplat reads checkpoints with torch.load(weights_only=True) and "
             "does not unpickle arbitrary objects. If you trust the file, re-save it as {'model': state_dict} (or "
             "as .safetensors) and pass that file."
         ) from error
     except (RuntimeError, EOFError, OSError) as error:
-        raise PMSplatError(f"{teacher_name}: {path} is not a readable torch checkpoint ({type(error).__name__}: {error}).") from error
+        raise PmsplatError(f"{teacher_name}: {path} is not a readable torch checkpoint ({type(error).__name__}: {error}).") from error
     if not isinstance(loaded, dict):
-        raise PMSplatError(f"{teacher_name}: {path} holds a {type(loaded).__name__}, expected a state dict or a dict with 'model'.")
+        raise PmsplatError(f"{teacher_name}: {path} holds a {type(loaded).__name__}, expected a state dict or a dict with 'model'.")
     return loaded
 
 
@@ -148,7 +148,7 @@ def state_dict_of(checkpoint: dict, teacher_name: str, path: str | Path) -> dict
             return checkpoint[key]
     if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
         return checkpoint
-    raise PMSplatError(
+    raise PmsplatError(
         f"{teacher_name}: {path} has no state dict (keys {sorted(map(str, checkpoint))[:8]}); expected a state dict or "
         "a dict with the state dict under 'model'."
     )
@@ -160,13 +160,13 @@ def load_state(model: nn.Module, state: dict, teacher_name: str, path: str | Pat
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches raise even with strict=False
         details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
-        raise PMSplatError(
+        raise PmsplatError(
             f"{teacher_name} weights {path} do not match the model: {'; '.join(details[:3]) or error}. Check that the "
             "file is the right checkpoint for this teacher (and, where the architecture is configurable, that it "
             "matches the file)."
         ) from error
     if missing or unexpected:
-        raise PMSplatError(
+        raise PmsplatError(
             f"{teacher_name} weights {path} do not match the model: {len(missing)} missing keys "
             f"(e.g. {list(missing)[:3]}), {len(unexpected)} unexpected keys (e.g. {list(unexpected)[:3]}). "
             "Check that the file is the right checkpoint for this teacher (and, where the architecture is "
@@ -218,15 +218,15 @@ def load_weights(
         check_hf_folder(source.path, teacher_name)
         try:
             return from_pretrained(source.path)
-        except (MissingDependencyError, PMSplatError):
+        except (MissingDependencyError, PmsplatError):
             raise
         except Exception as error:
-            raise PMSplatError(
+            raise PmsplatError(
                 f"{teacher_name}: could not load the model folder {source.path} ({type(error).__name__}: {error})."
             ) from error
     try:
         return from_pretrained(source.path)
-    except (MissingDependencyError, PMSplatError):
+    except (MissingDependencyError, PmsplatError):
         raise
     except Exception as error:  # network / hub errors have many types; re-raise with the fix
         raise MissingWeightsError(

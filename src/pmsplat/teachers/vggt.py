@@ -26,7 +26,6 @@ the world, in VGGT's normalised scale, whatever the number of views.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +33,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from pmsplat.errors import InputError
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import autocast_context, default_device, freeze, inference_dtype, load_weights
 from pmsplat.teachers.geometry import unproject_depth
@@ -80,7 +80,6 @@ class VGGTTeacher:
             model = load_weights(self.cfg.weights, vggt_class, vggt_class.from_pretrained, "VGGT", WEIGHTS_HINT)
         self.model = freeze(model).to(self.device)
         self.dtype = inference_dtype(self.device, self.cfg.dtype)
-        self.last_seconds = 0.0
 
     def output_frame(self, views: int) -> str:
         """The frame of the returned points (the same for any number of views)."""
@@ -94,11 +93,10 @@ class VGGTTeacher:
     ) -> TeacherOutput:
         height, width = images.shape[-2:]
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(
+            raise InputError(
                 f"VGGT needs image sizes that are multiples of {self.patch_size}, got {height}x{width}; "
                 "PMLoss resizes images for the teacher, call the teacher through it."
             )
-        start = time.perf_counter()
         with autocast_context(self.device, self.dtype):
             predictions = self.model(images.to(self.device))
         if self.cfg.points_from == "point_head":
@@ -110,5 +108,4 @@ class VGGTTeacher:
             depth = predictions["depth"][..., 0].float()
             points = unproject_depth(depth, world_to_camera.float(), intrinsics.float())
             confidence = predictions["depth_conf"].float()
-        self.last_seconds = time.perf_counter() - start
         return TeacherOutput(points=points.to(images.device), confidence=confidence.to(images.device))

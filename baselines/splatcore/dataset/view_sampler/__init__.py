@@ -10,7 +10,7 @@ from ..config import (
     ViewSamplerBoundedV2Cfg,
     ViewSamplerEvaluationCfg,
 )
-from ..errors import DatasetConfigError
+from ...errors import ConfigError
 from .base import ViewSampler, linear_schedule
 from .bounded import ViewSamplerBounded
 from .boundedv2 import ViewSamplerBoundedV2, farthest_point_views
@@ -40,7 +40,7 @@ def get_view_sampler(
     """Build the sampler for a view-sampler config (``min_views``/``max_views`` feed boundedv2)."""
     sampler_class = VIEW_SAMPLERS.get(type(cfg))
     if sampler_class is None:
-        raise DatasetConfigError(f"Unknown view-sampler config {type(cfg).__name__}.")
+        raise ConfigError(f"Unknown view-sampler config {type(cfg).__name__}.")
     if sampler_class is ViewSamplerBoundedV2:
         return sampler_class(cfg, stage, is_overfitting, cameras_are_circular, step_tracker, min_views, max_views)
     return sampler_class(cfg, stage, is_overfitting, cameras_are_circular, step_tracker)

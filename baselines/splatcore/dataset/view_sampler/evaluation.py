@@ -11,12 +11,13 @@ import torch
 from jaxtyping import Float, Int64
 from torch import Tensor
 
+from ...errors import DataError
 from .base import ViewSampler
 from .evaluation_index import IndexEntry, canonical_scene_key, read_evaluation_index
 from .step_tracker import StepTracker
 
 
-class SceneNotInIndex(ValueError):
+class SceneNotInIndex(DataError, ValueError):
     """The scene has no (or a null) entry in the evaluation index."""
 
 

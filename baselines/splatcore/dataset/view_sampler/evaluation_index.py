@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetFormatError
+from ...errors import DataError
 
 DL3DV_PREFIX = "dl3dv_"
 
@@ -29,10 +29,10 @@ def canonical_scene_key(key: str) -> str:
 
 def read_evaluation_index(path: Path) -> dict[str, IndexEntry | None]:
     """Parse an evaluation index JSON. Null entries are kept as ``None`` (skipped and counted by
-    the dataset). Raises :class:`DatasetFormatError` naming the file and scene on bad content."""
+    the dataset). Raises :class:`DataError` naming the file and scene on bad content."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetFormatError(
+        raise DataError(
             f"Evaluation index {path} does not exist. Pass dataset.view_sampler.index_path=<file>; "
             "the published files can be fetched with `pmsplat data fetch-index`, and "
             "`pmsplat data synth` writes the synthetic benchmark's own."
@@ -40,21 +40,21 @@ def read_evaluation_index(path: Path) -> dict[str, IndexEntry | None]:
     try:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetFormatError(f"Evaluation index {path} is not valid JSON ({error}).") from error
+        raise DataError(f"Evaluation index {path} is not valid JSON ({error}).") from error
     if not isinstance(raw, dict):
-        raise DatasetFormatError(f"Evaluation index {path} must be a JSON object (scene key -> entry or null).")
+        raise DataError(f"Evaluation index {path} must be a JSON object (scene key -> entry or null).")
     index: dict[str, IndexEntry | None] = {}
     for scene, entry in raw.items():
         if entry is None:
             index[scene] = None
             continue
         if not isinstance(entry, dict) or not {"context", "target"} <= set(entry):
-            raise DatasetFormatError(
+            raise DataError(
                 f"Evaluation index {path}, scene {scene!r}: entry must be null or have 'context' and 'target' lists."
             )
         lists = (entry["context"], entry["target"])
         if not all(isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v) for v in lists):
-            raise DatasetFormatError(
+            raise DataError(
                 f"Evaluation index {path}, scene {scene!r}: 'context' and 'target' must be non-empty lists of frame positions >= 0."
             )
         index[scene] = IndexEntry(tuple(entry["context"]), tuple(entry["target"]))

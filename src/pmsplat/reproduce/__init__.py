@@ -1,0 +1,1 @@
+"""The reproduction: the comparison protocol, its pipeline, evaluation, report and ablation."""
