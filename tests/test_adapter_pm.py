@@ -57,7 +57,7 @@ def _loss(teacher, **options) -> LossPm:
     from pmsplat.loss import PMLoss
 
     loss = LossPm(LossPmCfgWrapper(LossPmCfg(teacher={"name": "tensor"}, **options)))
-    loss.__dict__["_pm"] = PMLoss(teacher, loss.cfg.pm_config())
+    loss.__dict__["_pm"] = PMLoss(teacher, loss.cfg)
     return loss
 
 

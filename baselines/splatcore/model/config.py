@@ -1,7 +1,8 @@
 """Dataclass configs of the model wrapper, with the upstream Hydra keys (``optimizer.*``,
 ``train.*``, ``test.*``, ``checkpointing.*``; upstream-facts §4.1). Defaults are MVSplat's; the
 DepthSplat values come from ``config/baseline/depthsplat.yaml``. Unknown keys are ignored when
-building from a mapping (dacite, as upstream).
+building from a mapping (dacite, as upstream); upstream keys that nothing reads are not fields
+(``splatcore.run_config.IGNORED_UPSTREAM_KEYS`` warns when a config sets one).
 
 Keys added by splatcore (absent upstream; defaults reproduce upstream behaviour):
 
@@ -48,21 +49,11 @@ class OptimizerCfg:
 @dataclass
 class TrainCfg:
     depth_mode: str | None = None
-    extended_visualization: bool = False
     print_log_every_n_steps: int = 1
     # DepthSplat keys
-    eval_model_every_n_val: int = 0
-    eval_data_length: int = 999999
-    eval_deterministic: bool = False
-    eval_time_skip_steps: int = 3
-    eval_save_model: bool = False
     l1_loss: bool = False
     intermediate_loss_weight: float = 0.9
-    no_viz_video: bool = False
-    viz_depth: bool = False
-    forward_depth_only: bool = False
     train_ignore_large_loss: float = 0.0
-    no_log_projections: bool = False
     # splatcore keys (PM-Loss fork option, off by default)
     skip_large_sample_loss: float = 0.0
     skip_large_sample_after_step: int = 300
@@ -84,11 +75,6 @@ class TestCfg:
     compute_scores: bool = False
     eval_time_skip_steps: int = 0
     save_image: bool = True
-    save_video: bool = False
-    save_gt_image: bool = False
-    save_input_images: bool = False
-    save_depth: bool = False
-    save_depth_npy: bool = False
     render_chunk_size: int | None = None
     dec_chunk_size: int | None = None
     depth_mode: str | None = None
