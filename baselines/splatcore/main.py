@@ -5,8 +5,10 @@ Python API (what ``pmsplat train`` and the reproduction pipeline call)::
     cfg = compose_config(["+experiment=mvsplat_synthetic_cpu", "trainer.max_steps=300"])
     result = run(cfg)        # RunResult(output_dir, checkpoint_path, scores, history)
 
-``compose_config`` composes the Hydra tree in ``config/`` (or ``config_dir``); ``run`` validates
-the whole configuration first (every invalid combination fails here, before any data is read),
+``compose_config`` composes the Hydra tree in ``config/`` (or ``config_dir``) and ``typed_config``
+turns it into one typed :class:`~splatcore.run_config.RunConfig` (both in :mod:`splatcore.run_config`;
+encoders come from :mod:`splatcore.registry`, where the baselines register them); ``run`` types and
+validates the whole configuration first (every invalid combination fails here, before any data is read),
 builds encoder + decoder + losses + :class:`~splatcore.model.ModelWrapper` + DataModule and runs
 Lightning in-process: ``mode=train`` fits (then returns the last checkpoint), ``mode=test`` tests
 and returns the averaged scores. CPU: accelerator cpu; several GPUs: DDP. Seeds: ``seed + rank``

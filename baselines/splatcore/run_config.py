@@ -11,7 +11,6 @@ combination before anything is built. Components then receive their typed piece 
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,12 +20,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from . import registry
+from .config_dir import DEFAULT_CONFIG_DIR, available_baselines, config_directory
 from .model.config import CheckpointingCfg, OptimizerCfg, TestCfg, TrainCfg, cfg_from_dict
 from .model.errors import CheckpointError, ModelConfigError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 MODES = ("train", "test")
 
 # Upstream keys nothing here reads. They are not in config/ (nor in the dataclasses); an upstream
@@ -49,7 +48,7 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    directory = Path(config_dir or os.environ.get("PMSPLAT_CONFIG_DIR", DEFAULT_CONFIG_DIR)).resolve()
+    directory = config_directory(config_dir)
     if not (directory / f"{config_name}.yaml").is_file():
         raise ModelConfigError(f"config {directory / (config_name + '.yaml')} not found; pass config_dir=")
     try:
@@ -232,4 +231,4 @@ def validate_files(run: RunConfig) -> None:
             raise CheckpointError(f"checkpointing.{key}={path} does not exist; fix the path or set it to null")
 
 
-__all__ = ["DEFAULT_CONFIG_DIR", "MODES", "RunConfig", "compose_config", "encoder_cfg", "typed_config", "validate", "validate_files"]
+__all__ = ["DEFAULT_CONFIG_DIR", "MODES", "available_baselines", "config_directory", "RunConfig", "compose_config", "encoder_cfg", "typed_config", "validate", "validate_files"]

@@ -49,6 +49,17 @@ PM_WEIGHT = 0.005
 (config/loss/pm.yaml leaves ``weight`` unset so that this value applies; the reproduction protocol
 reads it from here)."""
 
+
+def _register_resolver() -> None:
+    """``${pm_weight:}`` in the Hydra tree (config/loss/pm.yaml) resolves to :data:`PM_WEIGHT`."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("pm_weight"):
+        OmegaConf.register_new_resolver("pm_weight", lambda: PM_WEIGHT)
+
+
+_register_resolver()
+
 KNN_METHODS = ("auto", "brute", "kdtree", "grid")
 ROBUST_KERNELS = ("none", "huber", "trimmed")
 

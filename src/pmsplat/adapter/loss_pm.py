@@ -3,7 +3,7 @@
 Config (``config/loss/pm.yaml``, keys of the PM-Loss fork's ``pcd`` loss plus pmsplat options)::
 
     pm:
-      weight: 0.005             # paper / official (default: pmsplat.loss.PM_WEIGHT)
+      weight: ${pm_weight:}     # pmsplat.loss.PM_WEIGHT = 0.005 (paper / official)
       apply_after_step: 0       # 0 before this step
       ignore_large_loss: 100.0  # per-example losses above this are multiplied by 1e-5
       teacher: ${teacher}       # the `teacher=` config group (vggt, dust3r, da3, cache, synthetic)

@@ -28,7 +28,6 @@ prints); nothing is imported or downloaded before ``build_teacher`` runs.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -104,9 +103,9 @@ _SCANNED_DIRS: set[Path] = set()
 
 
 def _config_dir() -> Path:
-    from splatcore.run_config import DEFAULT_CONFIG_DIR
+    from splatcore.config_dir import config_directory
 
-    return Path(os.environ.get("PMSPLAT_CONFIG_DIR") or DEFAULT_CONFIG_DIR).resolve()
+    return config_directory()
 
 
 def load_teachers() -> None:
@@ -142,6 +141,14 @@ def real_teachers() -> list[str]:
     """Registered teachers that run on real data (learned models and the cache)."""
     load_teachers()
     return sorted(name for name, spec in TEACHERS.items() if spec.real)
+
+
+def configurable_teachers() -> list[str]:
+    """Registered teachers that the Hydra tree can select (``teacher=<name>``: a
+    ``teacher/<name>.yaml`` in the config directory), e.g. for ``pmsplat reproduce --teacher``."""
+    load_teachers()
+    directory = _config_dir() / "teacher"
+    return sorted(name for name in TEACHERS if (directory / f"{name}.yaml").is_file())
 
 
 def teacher_spec(name: str | None) -> TeacherSpec:
