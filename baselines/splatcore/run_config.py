@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import registry
 from .config_dir import DEFAULT_CONFIG_DIR, available_baselines, config_directory
-from .model.config import CheckpointingCfg, OptimizerCfg, TestCfg, TrainCfg, cfg_from_dict
+from .model.config import CheckpointingCfg, OptimizerCfg, TestCfg, TrainCfg, TrainerCfg, cfg_from_dict
 from .model.errors import CheckpointError, ModelConfigError
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class RunConfig:
     output_dir: Path
     run_name: str
     seed: int
-    trainer: dict[str, Any] = field(default_factory=dict)
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
     requires_baseline: str | None = None
 
     @property
@@ -103,8 +103,7 @@ class RunConfig:
     @property
     def max_steps(self) -> int | None:
         """``trainer.max_steps`` when set (> 0), else None."""
-        steps = self.trainer.get("max_steps")
-        return steps if steps and steps > 0 else None
+        return self.trainer.steps
 
 
 def encoder_cfg(cfg: DictConfig) -> Any:
@@ -156,7 +155,7 @@ def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
         output_dir=Path(output_dir),
         run_name=str(container.get("wandb", {}).get("name") or "local"),
         seed=int(container.get("seed", 111123)),
-        trainer=dict(container.get("trainer") or {}),
+        trainer=TrainerCfg.from_dict(container.get("trainer")),
         requires_baseline=container.get("requires_baseline"),
     )
     validate(run)
@@ -201,7 +200,7 @@ def validate(run: RunConfig) -> None:
         check_loss_configs(run)
     if "depth" in names and run.train.depth_mode is None:
         raise ModelConfigError("loss 'depth' needs a rendered depth: set train.depth_mode=depth")
-    max_steps = run.trainer.get("max_steps", -1)
+    max_steps = run.trainer.max_steps
     if run.mode == "train" and run.optimizer.cosine_lr and (max_steps is None or max_steps < 1):
         raise ModelConfigError(
             f"optimizer.cosine_lr (OneCycle over max_steps + 10) needs trainer.max_steps >= 1, got {max_steps}"

@@ -16,7 +16,8 @@ Keys added by splatcore (absent upstream; defaults reproduce upstream behaviour)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,51 @@ class CheckpointingCfg:
             )
 
 
+@dataclass
+class TrainerCfg(Mapping):
+    """``trainer.*``: the Lightning Trainer settings pmsplat reads (defaults = what an absent key
+    means), plus ``extra``: any other Lightning ``Trainer`` argument given under ``trainer.*``,
+    passed through. Readable as a mapping (``cfg["max_steps"]``) over all of them."""
+
+    max_steps: int | None = -1
+    val_check_interval: float | int = 1.0
+    gradient_clip_val: float | int | None = 0.5
+    num_sanity_val_steps: int = 2
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    limit_val_batches: float | int = 1.0
+    enable_progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainerCfg":
+        """Known keys become fields (values as given: an int ``val_check_interval`` stays an int,
+        i.e. step-based), the others go to ``extra``."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = dict(values or {})
+        return cls(**{k: values.pop(k) for k in list(values) if k in known}, extra=values)
+
+    @property
+    def steps(self) -> int | None:
+        """``max_steps`` when > 0, else None (no bound)."""
+        return self.max_steps if self.max_steps and self.max_steps > 0 else None
+
+    def _items(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        values.update(self.extra)
+        return values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+
 def cfg_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
     """Build a config dataclass from a mapping, ignoring unknown keys (as upstream's dacite)."""
     import dacite
@@ -127,5 +173,6 @@ __all__ = [
     "OptimizerCfg",
     "TestCfg",
     "TrainCfg",
+    "TrainerCfg",
     "cfg_from_dict",
 ]
