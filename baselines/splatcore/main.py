@@ -18,6 +18,10 @@ Outputs under ``output_dir``: ``checkpoints/*.ckpt`` (``encoder.*`` only; ``last
 ``train_history.csv`` (one row per training step: step, loss/total, loss/<name>, train/psnr, lr),
 ``logs/`` (Lightning CSV logger), ``test/<wandb.name>/`` (score files, images), ``config.yaml``.
 
+Modules: :mod:`splatcore.run_config` (compose + type + validate), :mod:`splatcore.registry`
+(encoders registered by the baselines), :mod:`splatcore.build` (model and weights),
+:mod:`splatcore.history` (the per-step CSV); this module runs Lightning.
+
 Weight loading (upstream-facts §5.1, §5.2): ``checkpointing.load`` with ``resume: true`` resumes
 the full training state; with ``resume: false`` (or in test mode) it loads the weights strictly.
 ``checkpointing.pretrained_model`` loads weights (strict unless ``no_strict_load``); the DepthSplat
@@ -27,7 +31,6 @@ follows upstream's order and strictness.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass
@@ -35,90 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .build import build_encoder, build_model, load_pretrained
+from .history import HISTORY_FILE, HistoryWriter
 from .model.errors import ModelConfigError
-from .registry import build_encoder_from_config
 from .run_config import DEFAULT_CONFIG_DIR, MODES, RunConfig, compose_config, encoder_cfg, typed_config
 
 log = logging.getLogger(__name__)
-
-HISTORY_FILE = "train_history.csv"
-
-
-# ---------------------------------------------------------------------------------------------
-# building
-# ---------------------------------------------------------------------------------------------
-
-
-def build_encoder(cfg: DictConfig | RunConfig | Any):
-    """The encoder module of a composed config, a :class:`RunConfig` or a typed encoder config
-    (its registered ``encoder_class``)."""
-    if isinstance(cfg, DictConfig):
-        cfg = encoder_cfg(cfg)
-    elif isinstance(cfg, RunConfig):
-        cfg = cfg.encoder
-    return build_encoder_from_config(cfg)
-
-
-def build_model(cfg: DictConfig | RunConfig, run: RunConfig | None = None, step_tracker: Any = None):
-    """The :class:`~splatcore.model.ModelWrapper` of a typed run config (or of a composed config,
-    typed here; weights not loaded). Each component receives its typed piece."""
-    from .decoder import Decoder
-    from .loss import get_losses
-    from .model.model_wrapper import ModelWrapper
-
-    if run is None:
-        run = cfg if isinstance(cfg, RunConfig) else typed_config(cfg, check_files=False)
-    encoder = build_encoder(run.encoder)
-    decoder = Decoder(run.decoder, run.dataset)
-    return ModelWrapper(
-        run.optimizer, run.test, run.train, encoder, decoder, get_losses(run.losses),
-        step_tracker=step_tracker, run_name=run.run_name, max_steps=run.max_steps,
-    )
-
-
-def load_pretrained(model, run: RunConfig) -> None:
-    """Weights-only loading of ``checkpointing.pretrained_*`` (upstream order, §5.2)."""
-    from .model.checkpoints import load_weights
-
-    ck = run.checkpointing
-    strict = not ck.no_strict_load
-    predictor = getattr(model.encoder, "depth_predictor", None)
-    if run.mode == "train" and ck.pretrained_monodepth:
-        load_weights(predictor, ck.pretrained_monodepth, sub_key=None, strict=False, what="pretrained_monodepth")
-        strict = False  # upstream: a monodepth init forces non-strict later loads
-    if run.mode == "train" and ck.pretrained_mvdepth:
-        load_weights(predictor, ck.pretrained_mvdepth, sub_key="model", strict=False, what="pretrained_mvdepth")
-    if ck.pretrained_model:
-        load_weights(model.encoder, ck.pretrained_model, prefix="encoder.", strict=strict, what="pretrained_model")
-    if ck.pretrained_depth:
-        load_weights(predictor, ck.pretrained_depth, sub_key="model", strict=True, what="pretrained_depth")
-
-
-class HistoryWriter(Callback):
-    """Appends ``pl_module.last_train_record`` (+ the first group's lr) to a CSV after each
-    training step (rank 0), so a loss curve survives an interrupted run; ``rows`` keeps them."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: list[dict[str, float]] = []
-        self.columns: list[str] | None = None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_rank != 0 or not pl_module.last_train_record:
-            return
-        row = dict(pl_module.last_train_record)
-        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
-        self.rows.append(row)
-        if self.columns is None:
-            self.columns = ["step"] + sorted(k for k in row if k != "step")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("w", newline="") as handle:
-                csv.writer(handle).writerow(self.columns)
-        with self.path.open("a", newline="") as handle:
-            csv.writer(handle).writerow([row.get(c, "") for c in self.columns])
 
 
 @dataclass
@@ -231,6 +158,8 @@ def run(cfg: DictConfig) -> RunResult:
 
 __all__ = [
     "DEFAULT_CONFIG_DIR",
+    "HISTORY_FILE",
+    "HistoryWriter",
     "MODES",
     "RunConfig",
     "RunResult",
