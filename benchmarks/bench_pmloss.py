@@ -16,6 +16,12 @@ Compared in the same run, all exact:
 On CUDA (when available, or ``--device cuda``) the same table is measured with the grid engine.
 
     .venv/bin/python benchmarks/bench_pmloss.py [--threads 2] [--repeats 3] [--output PATH]
+
+``--step`` instead times the PM-Loss *training step* as the training loop runs it: the
+:class:`pmsplat.loss.PMLoss` module (teacher look-up, resize, alignment, Chamfer, weighting,
+statistics) forward + backward, ``--steps`` times on one small batch (default B = 2, 2 views of
+32 x 32: the size at which per-step overheads such as building a config show), and prints the
+median step; it writes no results file (time the whole process from outside to compare trees).
 """
 
 from __future__ import annotations
@@ -178,8 +184,32 @@ def table(rows: list[dict], device: str) -> str:
     return "\n".join(lines)
 
 
+def training_step(steps: int, batch: int, views: int, size: int, threads: int) -> float:
+    """Median seconds of one PMLoss forward + backward (see the module docstring)."""
+    from pmsplat.loss import PMLoss, PMLossConfig
+    from pmsplat.teachers.tensor import TensorTeacher
+
+    torch.manual_seed(0)
+    preds, teachers = zip(*(make_scene(views, size, size, "cpu") for _ in range(batch)))
+    means = torch.cat(preds).requires_grad_(True)
+    points = torch.cat(teachers).reshape(batch, views, size, size, 3)
+    images = torch.rand(batch, views, 3, size, size)
+    module = PMLoss(TensorTeacher(points), PMLossConfig())
+    durations = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        means.grad = None
+        module(means, images).backward()
+        durations.append(time.perf_counter() - start)
+    durations.sort()
+    return durations[len(durations) // 2]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--step", action="store_true", help="time the PMLoss training step instead (no results file)")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--step-size", type=int, default=32, help="H = W of the --step example")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
@@ -187,6 +217,10 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.step:
+        median = training_step(args.steps, 2, 2, args.step_size, args.threads)
+        print(f"PMLoss step (B=2, 2x{args.step_size}x{args.step_size}): median {median * 1e3:.3f} ms over {args.steps} steps")
+        return 0
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         if args.device == "cuda":

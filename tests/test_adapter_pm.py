@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from splatcore.errors import ConfigError
 from splatcore.loss import LOSSES, get_losses, loss_cfgs_from_dict
 from splatcore.types import DecoderOutput, Gaussians
 
@@ -57,7 +58,7 @@ def _loss(teacher, **options) -> LossPm:
     from pmsplat.loss import PMLoss
 
     loss = LossPm(LossPmCfgWrapper(LossPmCfg(teacher={"name": "tensor"}, **options)))
-    loss.__dict__["_pm"] = PMLoss(teacher, loss.cfg.pm_config())
+    loss.__dict__["_pm"] = PMLoss(teacher, loss.cfg)
     return loss
 
 
@@ -172,3 +173,17 @@ def test_invalid_pm_combinations_fail_at_start_up(overrides, message):
     cfg = compose_config(["+experiment=pmloss_mvsplat_synthetic_cpu", *overrides])
     with pytest.raises(ConfigError, match=message):
         typed_config(cfg, check_files=False)
+
+
+def test_the_loss_config_is_typed_once_and_reused():
+    """loss.pm is parsed once (PM-Loss options validated, teacher typed); the PM-Loss module uses
+    that very instance as its PMLossConfig."""
+    from pmsplat.teachers.registry import TeacherConfig
+    from pmsplat.teachers.synthetic import SyntheticTeacherCfg
+
+    (cfg,) = loss_cfgs_from_dict([{"pm": {"weight": 0.5, "teacher": {"name": "synthetic", "seed": 3}}}])
+    assert isinstance(cfg.pm.teacher, TeacherConfig) and cfg.pm.teacher.options == SyntheticTeacherCfg(seed=3)
+    (loss,) = get_losses([cfg])
+    assert loss.pm.config is cfg.pm
+    with pytest.raises(ConfigError, match="loss.pm.teacher: Unknown option"):
+        loss_cfgs_from_dict([{"pm": {"teacher": {"name": "synthetic", "noise": 1}}}])

@@ -172,3 +172,24 @@ def test_bad_construction_and_teacher_output_are_rejected() -> None:
         TensorTeacher(points, torch.ones(2, 2, 8, 7))
     with pytest.raises(InputError, match="'patch_size'"):
         TensorTeacher(points, patch_size=0)
+
+
+def test_the_training_step_builds_and_validates_no_config(monkeypatch):
+    """The config is validated once, when it is built; the forward pass hands it through."""
+    from pmsplat import loss as loss_module
+
+    batch, views, height, width = 2, 2, 6, 8
+    truth = _surface_pointmap(batch, views, height, width, seed=5)
+    config = PMLossConfig(bidirectional=True, robust="huber")
+    module = PMLoss(TensorTeacher(truth / 2.0), config)
+    assert module.config is config
+    built = []
+    original = loss_module.PMLossConfig.__post_init__
+    monkeypatch.setattr(loss_module.PMLossConfig, "__post_init__", lambda self: (built.append(self), original(self)))
+    means = truth.reshape(batch, -1, 3).clone().requires_grad_(True)
+    for _ in range(3):
+        module(means, torch.rand(batch, views, 3, height, width, dtype=truth.dtype)).backward()
+    assert built == []
+    with pytest.raises(InputError, match="robust"):
+        PMLossConfig(robust="cauchy")
+    assert len(built) == 1

@@ -182,3 +182,66 @@ def test_dust3r_identity_ignores_where_it_is_installed_but_not_what_it_computes(
     assert teacher_identity({"name": "dust3r", "pair_window": 4}) != base
     assert teacher_identity({"name": "dust3r", "max_pairs": 100}) != base
     assert teacher_identity({"name": "da3", "process_res": 280}) != teacher_identity({"name": "da3"})
+
+
+TOY_TEACHER = '''
+"""A test-only teacher: the registry decorator is all it needs."""
+from dataclasses import dataclass
+
+import torch
+
+from pmsplat.teachers.base import TeacherOutput
+from pmsplat.teachers.registry import register_teacher
+
+
+@dataclass
+class ToyTeacherCfg:
+    scale: float = 1.0
+
+
+@register_teacher("toy", ToyTeacherCfg, install="nothing to install (test teacher)")
+class ToyTeacher:
+    patch_size = 1
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    def __call__(self, images, context=None):
+        b, v, _, h, w = images.shape
+        return TeacherOutput(torch.ones(b, v, h, w, 3) * self.cfg.scale)
+'''
+
+
+def test_a_new_teacher_is_one_module_and_one_yaml(tmp_path, monkeypatch):
+    """A teacher module registered with the decorator plus config/teacher/<name>.yaml (whose
+    ``module:`` key says where the module is, as it lives outside src/pmsplat/teachers/) is picked up
+    by the registry, the CLI choices and the Hydra tree without editing any other file."""
+    import shutil
+
+    import pmsplat.teachers.registry as registry
+    from pmsplat.cli import build_parser
+    from pmsplat.reproduce.protocol import teachers
+    from splatcore.config_dir import DEFAULT_CONFIG_DIR
+    from splatcore.main import compose_config, typed_config
+
+    monkeypatch.setattr(registry, "TEACHERS", dict(registry.TEACHERS))
+    monkeypatch.setattr(registry, "_SCANNED_DIRS", set())
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "toy_teacher_module.py").write_text(TOY_TEACHER)
+    monkeypatch.syspath_prepend(str(tmp_path / "modules"))
+    config = tmp_path / "config"
+    shutil.copytree(DEFAULT_CONFIG_DIR, config)
+    (config / "teacher" / "toy.yaml").write_text("name: toy\nmodule: toy_teacher_module\nscale: 2.0\n")
+    monkeypatch.setenv("PMSPLAT_CONFIG_DIR", str(config))
+
+    assert "toy" in available_teachers() and "toy" in teachers()
+    assert registry.TEACHERS["toy"].install == "nothing to install (test teacher)"
+    parser = build_parser(only="teacher")
+    teacher = next(a for a in parser._subparsers._group_actions[0].choices["teacher"]._subparsers._group_actions)
+    name_action = next(a for a in teacher.choices["check"]._actions if a.dest == "name")
+    assert "toy" in list(name_action.choices)
+    built = build_teacher(OmegaConf.load(config / "teacher" / "toy.yaml"))
+    assert type(built).__name__ == "ToyTeacher" and built.cfg.scale == 2.0
+    run = typed_config(compose_config(["+experiment=pmloss_mvsplat_synthetic_cpu", "teacher=toy", "dataset.load_pointmap=false"]),
+                       check_files=False)
+    assert run.teacher.name == "toy" and run.teacher.options.scale == 2.0

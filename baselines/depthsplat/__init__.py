@@ -15,5 +15,6 @@ the view count is taken from each batch (``EncoderDepthSplat.set_num_views``).
 
 from .config import EncoderDepthSplatCfg, PRESETS
 from .encoder import EncoderDepthSplat
+from . import registration  # noqa: F401  (registers `depthsplat` + presets in splatcore.registry)
 
 __all__ = ["PRESETS", "EncoderDepthSplat", "EncoderDepthSplatCfg"]

@@ -7,5 +7,6 @@ parity set.
 
 from .config import EncoderCostVolumeCfg, EncoderVisualizerCostVolumeCfg, OpacityMappingCfg
 from .encoder import EncoderCostVolume
+from . import registration  # noqa: F401  (registers `costvolume` in splatcore.registry)
 
 __all__ = ["EncoderCostVolume", "EncoderCostVolumeCfg", "EncoderVisualizerCostVolumeCfg", "OpacityMappingCfg"]

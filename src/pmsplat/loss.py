@@ -31,7 +31,7 @@ import dataclasses
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, no_type_check
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,27 @@ from pmsplat.knn import _nearest, finite_points
 from pmsplat.teachers.base import Teacher, TeacherOutput
 
 
-@dataclass
+PM_WEIGHT = 0.005
+"""The PM-Loss weight of the paper's runs and the official code: the one home of this default
+(config/loss/pm.yaml leaves ``weight`` unset so that this value applies; the reproduction protocol
+reads it from here)."""
+
+
+def _register_resolver() -> None:
+    """``${pm_weight:}`` in the Hydra tree (config/loss/pm.yaml) resolves to :data:`PM_WEIGHT`."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("pm_weight"):
+        OmegaConf.register_new_resolver("pm_weight", lambda: PM_WEIGHT)
+
+
+_register_resolver()
+
+KNN_METHODS = ("auto", "brute", "kdtree", "grid")
+ROBUST_KERNELS = ("none", "huber", "trimmed")
+
+
+@dataclass(frozen=True)
 class PMLossConfig:
     """PM-Loss settings. Defaults reproduce the official PM-Loss arithmetic.
 
@@ -65,7 +85,7 @@ class PMLossConfig:
     knn_method: engine of :func:`pmsplat.knn.nearest_neighbors` ("auto", "brute", "kdtree", "grid").
     """
 
-    weight: float = 0.005
+    weight: float = PM_WEIGHT
     ignore_large_loss: float | None = 100.0
     large_loss_factor: float = 1e-5
     bidirectional: bool = False
@@ -78,7 +98,8 @@ class PMLossConfig:
     knn_method: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.robust not in ("none", "huber", "trimmed"):
+        """Validated once, here: the loss functions trust a PMLossConfig instance."""
+        if self.robust not in ROBUST_KERNELS:
             raise InputError(f"PMLossConfig.robust must be 'none', 'huber' or 'trimmed', got {self.robust!r}.")
         if self.robust == "huber" and not self.huber_delta > 0:
             raise InputError(f"PMLossConfig.huber_delta must be > 0, got {self.huber_delta}.")
@@ -86,6 +107,20 @@ class PMLossConfig:
             raise InputError(f"PMLossConfig.trim_fraction must be in [0, 1), got {self.trim_fraction}.")
         if not self.large_loss_factor >= 0:
             raise InputError(f"PMLossConfig.large_loss_factor must be >= 0, got {self.large_loss_factor}.")
+        if self.knn_method not in KNN_METHODS:
+            raise InputError(f"pm_loss: unknown knn_method {self.knn_method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
+
+    @classmethod
+    def of(cls, config: "PMLossConfig | None" = None, **options: Any) -> "PMLossConfig":
+        """``config`` (default: the official settings) with ``options`` (field names) replaced;
+        unknown names are an InputError naming the valid fields."""
+        if not options:
+            return config if config is not None else cls()
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise InputError(f"PMLoss: unknown option(s) {unknown}; valid PMLossConfig fields are {sorted(names)}.")
+        return dataclasses.replace(config if config is not None else cls(), **options)
 
 
 @dataclass
@@ -182,46 +217,24 @@ def _weighted_mean(
     return torch.where(weights > 0, weights * values, zero).sum(-1) / weights.sum(-1)
 
 
+@no_type_check  # shapes documented; the arguments are checked by _check_inputs (InputError naming them)
 def pm_loss_details(
-    pred_points: Tensor,
-    teacher_points: Tensor,
+    pred_points: Float[Tensor, "batch point 3"],
+    teacher_points: Float[Tensor, "batch point 3"],
+    config: PMLossConfig | None = None,
     *,
-    confidence: Tensor | None = None,
-    valid_mask: Tensor | None = None,
-    ignore_large_loss: float | None = 100.0,
-    large_loss_factor: float = 1e-5,
-    bidirectional: bool = False,
-    robust: str = "none",
-    huber_delta: float = 0.1,
-    trim_fraction: float = 0.1,
-    stop_gradient_alignment: bool = False,
-    knn_method: str = "auto",
-    scale_invariant: bool = False,
+    confidence: Float[Tensor, "batch point"] | None = None,
+    valid_mask: Bool[Tensor, "batch point"] | None = None,
+    **options: Any,
 ) -> PMLossResult:
     """:func:`pm_loss` plus its intermediate results (see :class:`PMLossResult`).
 
-    Arguments are validated here (InputError naming the argument); the shape-annotated
-    computation is :func:`_compute`.
+    The tensors are validated here (InputError naming the argument); ``config`` is a validated
+    :class:`PMLossConfig` (``options``, its field names, replace some of its values; a config
+    is then built and validated for this call). The computation is :func:`_compute`.
     """
     _check_inputs(pred_points, teacher_points, confidence, valid_mask)
-    PMLossConfig(robust=robust, huber_delta=huber_delta, trim_fraction=trim_fraction, large_loss_factor=large_loss_factor)
-    if knn_method not in ("auto", "brute", "kdtree", "grid"):
-        raise InputError(f"pm_loss: unknown knn_method {knn_method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
-    return _compute(
-        pred_points,
-        teacher_points,
-        confidence,
-        valid_mask,
-        ignore_large_loss,
-        large_loss_factor,
-        bidirectional,
-        robust,
-        huber_delta,
-        trim_fraction,
-        stop_gradient_alignment,
-        knn_method,
-        scale_invariant,
-    )
+    return _compute(pred_points, teacher_points, confidence, valid_mask, PMLossConfig.of(config, **options))
 
 
 def _compute(
@@ -229,17 +242,11 @@ def _compute(
     teacher_points: Float[Tensor, "batch point 3"],
     confidence: Float[Tensor, "batch point"] | None,
     valid_mask: Bool[Tensor, "batch point"] | None,
-    ignore_large_loss: float | None,
-    large_loss_factor: float,
-    bidirectional: bool,
-    robust: str,
-    huber_delta: float,
-    trim_fraction: float,
-    stop_gradient_alignment: bool,
-    knn_method: str,
-    scale_invariant: bool = False,
+    config: PMLossConfig,
 ) -> PMLossResult:
     """The loss on validated inputs (see :func:`pm_loss`)."""
+    robust, huber_delta, trim_fraction = config.robust, config.huber_delta, config.trim_fraction
+    knn_method = config.knn_method
     with torch.no_grad():
         finite = finite_points(teacher_points)
         if confidence is not None and not bool(torch.isfinite(confidence.sum())):
@@ -259,10 +266,10 @@ def _compute(
     reference_mask = None if all_valid else teacher_valid
     # Inputs are validated above, so the checked-once internals are called directly.
     aligned, transform = _fit(
-        teacher_points, pred_points, weights, reference_mask, stop_gradient_alignment, True, True
+        teacher_points, pred_points, weights, reference_mask, config.stop_gradient_alignment, True, True
     )
     index, squared = _nearest(pred_points, aligned, reference_mask, valid_mask, knn_method)
-    normaliser = prediction_scale_squared(pred_points, valid_mask) if scale_invariant else None
+    normaliser = prediction_scale_squared(pred_points, valid_mask) if config.scale_invariant else None
     if normaliser is not None:
         squared = squared / normaliser[:, None]
     query_weight = None if valid_mask is None else valid_mask.to(squared.dtype)
@@ -270,14 +277,14 @@ def _compute(
         matched = torch.gather(weights, 1, index.clamp_min(0))
         query_weight = matched if query_weight is None else query_weight * matched
     raw = _weighted_mean(_robust(squared, robust, huber_delta), query_weight, robust, trim_fraction)
-    if bidirectional:
+    if config.bidirectional:
         _, back = _nearest(aligned, pred_points, valid_mask, reference_mask, knn_method)
         if normaliser is not None:
             back = back / normaliser[:, None]
         back_weight = (None if reference_mask is None else teacher_valid.to(back.dtype)) if weights is None else weights
         raw = raw + _weighted_mean(_robust(back, robust, huber_delta), back_weight, robust, trim_fraction)
 
-    loss, nan, large = stabilise(raw, ignore_large_loss, large_loss_factor)
+    loss, nan, large = stabilise(raw, config.ignore_large_loss, config.large_loss_factor)
     return PMLossResult(loss, raw, large, nan, transform, aligned, nonfinite)
 
 
@@ -325,55 +332,34 @@ def stabilise(
     return loss, nan, large
 
 
+@no_type_check  # shapes documented; the arguments are checked by _check_inputs (InputError naming them)
 def pm_loss(
-    pred_points: Tensor,
-    teacher_points: Tensor,
+    pred_points: Float[Tensor, "batch point 3"],
+    teacher_points: Float[Tensor, "batch point 3"],
+    config: PMLossConfig | None = None,
     *,
-    confidence: Tensor | None = None,
-    valid_mask: Tensor | None = None,
-    ignore_large_loss: float | None = 100.0,
-    large_loss_factor: float = 1e-5,
-    bidirectional: bool = False,
-    robust: str = "none",
-    huber_delta: float = 0.1,
-    trim_fraction: float = 0.1,
-    stop_gradient_alignment: bool = False,
-    knn_method: str = "auto",
-    scale_invariant: bool = False,
+    confidence: Float[Tensor, "batch point"] | None = None,
+    valid_mask: Bool[Tensor, "batch point"] | None = None,
+    **options: Any,
 ) -> Float[Tensor, "batch"]:
     """Per-example PM-Loss (B,): teacher aligned onto prediction, then squared Chamfer pred -> teacher.
 
     pred_points: (B, N, 3) predicted Gaussian centres, finite (where ``valid_mask``).
     teacher_points: (B, N, 3) teacher pointmap in any similarity frame, same pixel order and dtype;
         non-finite points are excluded from the alignment and the search (and counted).
+    config: the :class:`PMLossConfig` (validated when it was built; default: official settings).
+        ``options`` (its field names, e.g. ``knn_method="brute"``) replace some of its values for
+        this call. ``weight`` is not applied here (it is :class:`PMLoss`'s).
     confidence: optional (B, N) non-negative teacher confidence; passing it turns on confidence
         weighting (alignment weights, and each predicted point weighted by the confidence of its
         nearest teacher point; the teacher -> prediction term by the teacher point's own).
     valid_mask: optional (B, N) bool; False pixels take no part (alignment, queries, references).
-    ignore_large_loss / large_loss_factor: losses > threshold are multiplied by the factor.
-    bidirectional, robust, huber_delta, trim_fraction, stop_gradient_alignment, knn_method,
-    scale_invariant: see
-        :class:`PMLossConfig`.
 
     With the defaults this is the official arithmetic: mean_i min_j |p_i - (s R t_j + t)|^2 per
     example, NaN -> 0, > 100 -> x 1e-5. Raises InputError on bad shapes/dtypes/devices, empty
     input or a non-finite prediction, DegenerateInputError when the alignment is undefined.
     """
-    return pm_loss_details(
-        pred_points,
-        teacher_points,
-        confidence=confidence,
-        valid_mask=valid_mask,
-        ignore_large_loss=ignore_large_loss,
-        large_loss_factor=large_loss_factor,
-        bidirectional=bidirectional,
-        robust=robust,
-        huber_delta=huber_delta,
-        trim_fraction=trim_fraction,
-        stop_gradient_alignment=stop_gradient_alignment,
-        knn_method=knn_method,
-        scale_invariant=scale_invariant,
-    ).loss
+    return pm_loss_details(pred_points, teacher_points, config, confidence=confidence, valid_mask=valid_mask, **options).loss
 
 
 def _resize(x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
@@ -410,11 +396,7 @@ class PMLoss(nn.Module):
     def __init__(self, teacher: Any, config: PMLossConfig | None = None, **overrides: Any) -> None:
         """teacher: a :class:`~pmsplat.teachers.base.Teacher` (checked here, InputError otherwise)."""
         super().__init__()
-        names = {field.name for field in dataclasses.fields(PMLossConfig)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise InputError(f"PMLoss: unknown option(s) {unknown}; valid PMLossConfig fields are {sorted(names)}.")
-        self.config = dataclasses.replace(config or PMLossConfig(), **overrides)
+        self.config = PMLossConfig.of(config, **overrides)
         self.teacher = teacher
         self.last_stats: dict[str, float] = {}
         self.last_result: PMLossResult | None = None
@@ -481,10 +463,11 @@ class PMLoss(nn.Module):
             confidence = _resize(confidence[:, :, None], (height, width), "nearest")[:, :, 0]
         return points, confidence
 
+    @no_type_check  # shapes documented; checked below (InputError naming the argument)
     def forward(
         self,
-        means: Tensor,
-        images: Tensor,
+        means: Float[Tensor, "batch gaussian 3"],
+        images: Float[Tensor, "batch view 3 height width"],
         context: dict | None = None,
     ) -> Float[Tensor, ""]:
         """Weighted batch-mean PM-Loss (a scalar).
@@ -517,20 +500,7 @@ class PMLoss(nn.Module):
             if confidence is None:
                 raise InputError("PMLoss: confidence_weighting=True but the teacher returned no confidence.")
             weights = confidence.reshape(expected[:2]).to(device=means.device, dtype=means.dtype)
-        result = pm_loss_details(
-            means,
-            teacher,
-            confidence=weights,
-            ignore_large_loss=cfg.ignore_large_loss,
-            large_loss_factor=cfg.large_loss_factor,
-            bidirectional=cfg.bidirectional,
-            robust=cfg.robust,
-            huber_delta=cfg.huber_delta,
-            trim_fraction=cfg.trim_fraction,
-            stop_gradient_alignment=cfg.stop_gradient_alignment,
-            knn_method=cfg.knn_method,
-            scale_invariant=cfg.scale_invariant,
-        )
+        result = pm_loss_details(means, teacher, cfg, confidence=weights)
         loss = cfg.weight * result.loss.mean()
         self._record(result, loss, teacher_seconds)
         return loss

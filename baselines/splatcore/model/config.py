@@ -1,7 +1,8 @@
 """Dataclass configs of the model wrapper, with the upstream Hydra keys (``optimizer.*``,
 ``train.*``, ``test.*``, ``checkpointing.*``; upstream-facts §4.1). Defaults are MVSplat's; the
 DepthSplat values come from ``config/baseline/depthsplat.yaml``. Unknown keys are ignored when
-building from a mapping (dacite, as upstream).
+building from a mapping (dacite, as upstream); upstream keys that nothing reads are not fields
+(``splatcore.run_config.IGNORED_UPSTREAM_KEYS`` warns when a config sets one).
 
 Keys added by splatcore (absent upstream; defaults reproduce upstream behaviour):
 
@@ -12,7 +13,8 @@ Keys added by splatcore (absent upstream; defaults reproduce upstream behaviour)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +48,11 @@ class OptimizerCfg:
 @dataclass
 class TrainCfg:
     depth_mode: str | None = None
-    extended_visualization: bool = False
     print_log_every_n_steps: int = 1
     # DepthSplat keys
-    eval_model_every_n_val: int = 0
-    eval_data_length: int = 999999
-    eval_deterministic: bool = False
-    eval_time_skip_steps: int = 3
-    eval_save_model: bool = False
     l1_loss: bool = False
     intermediate_loss_weight: float = 0.9
-    no_viz_video: bool = False
-    viz_depth: bool = False
-    forward_depth_only: bool = False
     train_ignore_large_loss: float = 0.0
-    no_log_projections: bool = False
     skip_large_sample_loss: float = 0.0  # PM-Loss fork (pmsplat.adapter.fork): 0 = off
     skip_large_sample_after_step: int = 300
 
@@ -82,11 +74,6 @@ class TestCfg:
     compute_scores: bool = False
     eval_time_skip_steps: int = 0
     save_image: bool = True
-    save_video: bool = False
-    save_gt_image: bool = False
-    save_input_images: bool = False
-    save_depth: bool = False
-    save_depth_npy: bool = False
     render_chunk_size: int | None = None
     dec_chunk_size: int | None = None
     depth_mode: str | None = None
@@ -125,6 +112,51 @@ class CheckpointingCfg:
             )
 
 
+@dataclass
+class TrainerCfg(Mapping):
+    """``trainer.*``: the Lightning Trainer settings pmsplat reads (defaults = what an absent key
+    means), plus ``extra``: any other Lightning ``Trainer`` argument given under ``trainer.*``,
+    passed through. Readable as a mapping (``cfg["max_steps"]``) over all of them."""
+
+    max_steps: int | None = -1
+    val_check_interval: float | int = 1.0
+    gradient_clip_val: float | int | None = 0.5
+    num_sanity_val_steps: int = 2
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    limit_val_batches: float | int = 1.0
+    enable_progress_bar: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "TrainerCfg":
+        """Known keys become fields (values as given: an int ``val_check_interval`` stays an int,
+        i.e. step-based), the others go to ``extra``."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = dict(values or {})
+        return cls(**{k: values.pop(k) for k in list(values) if k in known}, extra=values)
+
+    @property
+    def steps(self) -> int | None:
+        """``max_steps`` when > 0, else None (no bound)."""
+        return self.max_steps if self.max_steps and self.max_steps > 0 else None
+
+    def _items(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        values.update(self.extra)
+        return values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+
 def cfg_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
     """Build a config dataclass from a mapping, ignoring unknown keys (as upstream's dacite)."""
     import dacite
@@ -139,5 +171,6 @@ __all__ = [
     "OptimizerCfg",
     "TestCfg",
     "TrainCfg",
+    "TrainerCfg",
     "cfg_from_dict",
 ]

@@ -3,7 +3,7 @@
 Config (``config/loss/pm.yaml``, keys of the PM-Loss fork's ``pcd`` loss plus pmsplat options)::
 
     pm:
-      weight: 0.005             # paper / official
+      weight: ${pm_weight:}     # pmsplat.loss.PM_WEIGHT = 0.005 (paper / official)
       apply_after_step: 0       # 0 before this step
       ignore_large_loss: 100.0  # per-example losses above this are multiplied by 1e-5
       teacher: ${teacher}       # the `teacher=` config group (vggt, dust3r, da3, cache, synthetic)
@@ -32,8 +32,7 @@ and ``nonfinite_teacher_points``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,26 +44,33 @@ from torch import Tensor
 
 from pmsplat.loss import PMLoss, PMLossConfig
 
-@dataclass
+@dataclass(frozen=True)
 class LossPmCfg(PMLossConfig):
     """``loss.pm``: every :class:`pmsplat.loss.PMLossConfig` field (official defaults) plus when
-    the term starts and which teacher it asks."""
+    the term starts and which teacher it asks. Built and validated once, when the run config is
+    typed (``splatcore.run_config.typed_config``): the PM-Loss options here, the teacher parsed
+    into a :class:`~pmsplat.teachers.registry.TeacherConfig`; the loss module then uses this
+    instance as its :class:`PMLossConfig` as is."""
 
     apply_after_step: int = 0
-    teacher: dict[str, Any] = field(default_factory=lambda: {"name": "vggt"})
+    teacher: Any = field(default_factory=lambda: {"name": "vggt"})
 
     def __post_init__(self) -> None:
+        from pmsplat.errors import InputError
+        from pmsplat.teachers.registry import TeacherConfig, available_teachers
+
         super().__post_init__()  # validates the PM-Loss options now, not at the first step
         if self.weight < 0:
             raise ConfigError(f"loss.pm.weight must be >= 0, got {self.weight}.")
-        if not isinstance(self.teacher, dict) or "name" not in self.teacher:
+        if not isinstance(self.teacher, TeacherConfig) and not (isinstance(self.teacher, dict) and "name" in self.teacher):
             raise ConfigError(
-                "loss.pm.teacher must be a teacher config with a 'name' (select one with teacher=vggt|dust3r|da3|"
-                f"cache|synthetic), got {self.teacher!r}."
+                f"loss.pm.teacher must be a teacher config with a 'name' (select one with teacher={'|'.join(available_teachers())}), "
+                f"got {self.teacher!r}."
             )
-
-    def pm_config(self) -> PMLossConfig:
-        return PMLossConfig(**{f.name: getattr(self, f.name) for f in fields(PMLossConfig)})
+        try:
+            object.__setattr__(self, "teacher", TeacherConfig.parse(self.teacher))
+        except InputError as error:
+            raise ConfigError(f"loss.pm.teacher: {error}") from error
 
 
 @dataclass
@@ -85,34 +91,30 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
     supervise_intermediate = False  # PM-Loss sees the final Gaussians only, never the intermediates
 
     @staticmethod
-    def check_run_config(cfg_wrapper: LossPmCfgWrapper, config: dict[str, Any]) -> None:
-        """Start-up checks against the whole (resolved) run config, so that a bad combination
-        fails before any data is read rather than at the first training step."""
+    def check_run_config(cfg_wrapper: LossPmCfgWrapper, run: Any) -> None:
+        """Start-up checks against the whole typed run config (``splatcore.run_config.RunConfig``),
+        so that a bad combination fails before any data is read rather than at the first step."""
         from pmsplat.errors import InputError
-        from pmsplat.teachers.registry import needs_pointmap, teacher_config
+        from pmsplat.teachers.registry import real_teachers
 
         teacher = cfg_wrapper.pm.teacher
-        try:
-            name, options = teacher_config(teacher)
-        except InputError as error:
-            raise ConfigError(f"loss.pm.teacher: {error}") from error
-        dataset = config.get("dataset", {})
-        if needs_pointmap(teacher) and not dataset.get("load_pointmap", False):
+        name = teacher.name
+        if teacher.needs_pointmap and not getattr(run.dataset, "load_pointmap", False):
             raise ConfigError(
                 f"teacher={name} reads ground-truth pointmaps: set dataset.load_pointmap=true (only the synthetic "
-                "benchmark has them; real data needs a real teacher: teacher=vggt|dust3r|da3|cache)."
+                f"benchmark has them; real data needs a real teacher: teacher={'|'.join(real_teachers())})."
             )
-        encoder = config.get("model", {}).get("encoder", {})
-        per_pixel = (encoder.get("num_surfaces", 1), encoder.get("gaussians_per_pixel", 1))
+        encoder = run.encoder
+        per_pixel = (getattr(encoder, "num_surfaces", 1), getattr(encoder, "gaussians_per_pixel", 1))
         if per_pixel != (1, 1):
             raise ConfigError(
                 "loss=[...,pm] pairs each Gaussian with the teacher point of its pixel, so it needs one Gaussian "
                 f"per pixel; got model.encoder.num_surfaces={per_pixel[0]}, gaussians_per_pixel={per_pixel[1]}."
             )
-        if name == "cache" and not (Path(options.path) / "manifest.json").is_file():
-            raise ConfigError(
-                f"teacher=cache: no cache at {options.path} (teacher.path); build it with `pmsplat teacher precompute`."
-            )
+        try:
+            teacher.check_run()
+        except InputError as error:
+            raise ConfigError(str(error)) from error
 
     def __init__(self, cfg_wrapper: LossPmCfgWrapper) -> None:
         super().__init__(cfg_wrapper)
@@ -124,10 +126,10 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
         if self.__dict__["_pm"] is None:
             from pmsplat.teachers.registry import build_teacher
 
-            teacher = build_teacher(dict(self.cfg.teacher))
+            teacher = build_teacher(self.cfg.teacher)
             if isinstance(teacher, torch.nn.Module):
                 teacher.eval().requires_grad_(False)
-            self.__dict__["_pm"] = PMLoss(teacher, self.cfg.pm_config())
+            self.__dict__["_pm"] = PMLoss(teacher, self.cfg)
         return self.__dict__["_pm"]
 
     def forward(

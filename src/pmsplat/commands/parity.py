@@ -25,12 +25,12 @@ from importlib import import_module
 
 from pmsplat.errors import InputError
 
-BASELINES = ("mvsplat", "depthsplat")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("parity", help="check a vendored encoder against golden tensors")
-    p.add_argument("--baseline", choices=BASELINES, required=True, help="which vendored encoder to check")
+    from splatcore.config_dir import available_baselines
+
+    p.add_argument("--baseline", choices=available_baselines(), required=True, help="which vendored encoder to check")
     p.add_argument("file", nargs="?", help="parity set (.safetensors with input_* tensors, references and metadata)")
     p.add_argument(
         "--keys", metavar="KEYS.json",

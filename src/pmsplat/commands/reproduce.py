@@ -21,14 +21,31 @@ import shlex
 from pathlib import Path
 
 
+def _datasets() -> tuple[str, ...]:
+    from pmsplat.reproduce.protocol import DATASETS
+
+    return DATASETS
+
+
+def _teachers() -> list[str]:
+    from pmsplat.reproduce.protocol import teachers
+
+    return teachers()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="baseline vs baseline + PM-Loss, end to end", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--baseline", choices=["mvsplat", "depthsplat"], required=True)
-    p.add_argument("--data", default="synthetic", choices=["synthetic", "re10k", "dl3dv"])
+    from splatcore.config_dir import available_baselines
+
+    from pmsplat.commands.choices import LazyChoices
+
+    p.add_argument("--baseline", choices=available_baselines(), required=True)
+    p.add_argument("--data", default="synthetic", choices=LazyChoices(_datasets), metavar="DATA",
+                   help="synthetic (default) or a real dataset: %(choices)s")
     p.add_argument("--root", type=Path, help="dataset root (default datasets/<data>)")
-    p.add_argument("--teacher", choices=["synthetic", "vggt", "dust3r", "da3", "cache"],
-                   help="pointmap teacher (default: synthetic on synthetic data, vggt otherwise)")
+    p.add_argument("--teacher", choices=LazyChoices(_teachers), metavar="NAME",
+                   help="pointmap teacher, one of %(choices)s (default: synthetic on synthetic data, vggt otherwise)")
     p.add_argument("--gpus", type=int, help="number of GPUs (DDP when > 1)")
     p.add_argument("--out", type=Path, help="output folder (default outputs/reproduce/<baseline>)")
     p.add_argument("--schedule", default="default", choices=["default", "smoke"],

@@ -27,14 +27,21 @@ import time
 from pathlib import Path
 
 
+def _available_teachers() -> list[str]:
+    from pmsplat.teachers.registry import available_teachers
+
+    return available_teachers()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("teacher", help="check a teacher, precompute / verify an offline teacher cache")
     actions = parser.add_subparsers(dest="teacher_command", metavar="ACTION")
 
-    from pmsplat.teachers.registry import available_teachers
+    from pmsplat.commands.choices import LazyChoices
 
+    teachers = LazyChoices(_available_teachers)
     trial = actions.add_parser("check", help="load a teacher and run it once on a small example (after installing it)")
-    trial.add_argument("name", choices=available_teachers(), metavar="NAME", help=f"teacher name: {', '.join(available_teachers())}")
+    trial.add_argument("name", choices=teachers, metavar="NAME", help="teacher name: %(choices)s")
     trial.add_argument("--set", dest="teacher_set", nargs="+", default=[], metavar="KEY=VALUE", help="teacher options (YAML values), e.g. weights=PATH device=cuda")
     trial.add_argument("--teacher-config", type=Path, help="YAML file with the teacher config (name + options)")
     trial.add_argument("--views", type=int, default=2, help="views in the example (default 2; DUSt3R runs its global alignment from 3)")
@@ -50,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--dataset", type=Path, nargs="+", required=True, metavar="ROOT", help="dataset root(s) with train/ and test/")
     build.add_argument("--out", type=Path, required=True, help="cache folder (created; an existing one is resumed)")
     build.add_argument("--stage", choices=["train", "test"], default="train")
-    build.add_argument("--teacher", default="synthetic", choices=available_teachers(), help="teacher name (default synthetic; `pmsplat teacher list` says what each needs)")
+    build.add_argument("--teacher", default="synthetic", choices=teachers, metavar="NAME", help="teacher name (default synthetic; `pmsplat teacher list` says what each needs)")
     build.add_argument("--set", dest="teacher_set", nargs="+", default=[], metavar="KEY=VALUE", help="teacher options (YAML values)")
     build.add_argument("--teacher-config", type=Path, help="YAML file with the teacher config (name + options)")
     build.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="dataset.image_shape (crop-shim output)")

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pmsplat.errors import InputError
+from pmsplat.loss import PM_WEIGHT
 
-BASELINES = ("mvsplat", "depthsplat")
-DATASETS = ("synthetic", "re10k", "dl3dv")
-TEACHERS = ("synthetic", "vggt", "dust3r", "da3", "cache")
+DEFAULT_REAL_TEACHER = "vggt"  # the paper's teacher (synthetic data: the synthetic teacher)
 
 # Evaluation index file names: synthetic (written by `pmsplat data synth`) and the published ones.
 SYNTHETIC_SPLITS = {
@@ -41,6 +40,22 @@ REAL_SPLITS = {
     "re10k": {"interpolation": "evaluation_index_re10k.json", "extrapolation": "re10k_bound_aware.json"},
     "dl3dv": {"interpolation": "dl3dv_depthsplat_offical.json", "extrapolation": "dl3dv_bound_aware.json"},
 }
+DATASETS = ("synthetic", *REAL_SPLITS)
+
+
+def baselines() -> list[str]:
+    """The baselines a plan can use: the config tree's ``baseline/`` options (their packages
+    register their encoders in ``splatcore.registry``)."""
+    from splatcore.config_dir import available_baselines
+
+    return available_baselines()
+
+
+def teachers() -> list[str]:
+    """The teachers a plan can use: registered teachers with a ``config/teacher/<name>.yaml``."""
+    from pmsplat.teachers.registry import configurable_teachers
+
+    return configurable_teachers()
 # The paper's base checkpoints (upstream-facts §10), expected under checkpoints/ unless given.
 OFFICIAL_BASES = {
     ("mvsplat", "re10k"): "checkpoints/re10k.ckpt",
@@ -56,8 +71,19 @@ class Schedule:
     base_steps: int
     finetune_steps: int
     seeds: tuple[int, ...]
-    pm_weight: float
+    pm_weight: float = PM_WEIGHT
     max_eval_scenes: int | None = None
+
+
+class EveryBaseline(dict):
+    """A schedule table that gives the same schedule for every baseline (the smoke sizes)."""
+
+    def __init__(self, schedule) -> None:
+        super().__init__()
+        self.schedule = schedule
+
+    def __missing__(self, baseline: str):
+        return self.schedule
 
 
 # CPU sizes: the whole synthetic comparison (1 base + 2 x 2 fine-tunes + 8 evaluations); with the
@@ -66,15 +92,12 @@ class Schedule:
 # DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 4x MVSplat's per step.
 SYNTHETIC_SCHEDULES = {
     "default": {
-        "mvsplat": Schedule(base_steps=600, finetune_steps=300, seeds=(0, 1), pm_weight=0.005),
-        "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1), pm_weight=0.005),
+        "mvsplat": Schedule(base_steps=600, finetune_steps=300, seeds=(0, 1)),
+        "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1)),
     },
-    "smoke": {
-        baseline: Schedule(base_steps=2, finetune_steps=2, seeds=(0, 1), pm_weight=0.005, max_eval_scenes=1)
-        for baseline in ("mvsplat", "depthsplat")
-    },
+    "smoke": EveryBaseline(Schedule(base_steps=2, finetune_steps=2, seeds=(0, 1), max_eval_scenes=1)),
 }
-PAPER_SCHEDULE = Schedule(base_steps=0, finetune_steps=100_001, seeds=(0,), pm_weight=0.005)
+PAPER_SCHEDULE = Schedule(base_steps=0, finetune_steps=100_001, seeds=(0,))
 
 
 @dataclass
@@ -99,7 +122,7 @@ class AblationSchedule:
     finetune_steps: int
     long_factor: int
     seeds: tuple[int, ...]
-    pm_weight: float = 0.005
+    pm_weight: float = PM_WEIGHT
     max_eval_scenes: int | None = None
 
     def __post_init__(self) -> None:
@@ -167,16 +190,18 @@ def make_plan(
     extra_overrides: list[str] | None = None,
 ) -> Plan:
     """The list of runs for a baseline on a dataset. Raises ValueError on a bad combination."""
-    if baseline not in BASELINES:
-        raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
+    if baseline not in baselines():
+        raise InputError(f"unknown baseline {baseline!r}; choose one of {tuple(baselines())}.")
     if data not in DATASETS:
         raise InputError(f"unknown data {data!r}; choose one of {DATASETS}.")
     synthetic = data == "synthetic"
-    teacher = teacher or ("synthetic" if synthetic else "vggt")
-    if teacher not in TEACHERS:
-        raise InputError(f"unknown teacher {teacher!r}; choose one of {TEACHERS}.")
-    if teacher == "synthetic" and not synthetic:
-        raise InputError("teacher=synthetic needs ground-truth pointmaps; only data=synthetic has them.")
+    teacher = teacher or ("synthetic" if synthetic else DEFAULT_REAL_TEACHER)
+    if teacher not in teachers():
+        raise InputError(f"unknown teacher {teacher!r}; choose one of {tuple(teachers())}.")
+    from pmsplat.teachers.registry import TEACHERS
+
+    if TEACHERS[teacher].needs_pointmap and not synthetic:
+        raise InputError(f"teacher={teacher} needs ground-truth pointmaps; only data=synthetic has them.")
     root = Path(root) if root else Path("datasets") / data
     schedule = schedule or (SYNTHETIC_SCHEDULES["default"][baseline] if synthetic else PAPER_SCHEDULE)
     if synthetic:
@@ -247,15 +272,22 @@ TEACHER_DEGRADATIONS = ("edge_blur_px", "distortion", "view_misalignment_deg", "
 # measured CPU_COSTS). The long variant (3 x 100 = 300 steps) is the main comparison's fine-tune,
 # so its runs (and the base) are shared with `make reproduce-mvsplat`. Cut to fit: the short
 # fine-tunes are 100 steps (a third of the comparison's), 2 seeds.
+def sharing_ablation(main: Schedule, finetune_steps: int) -> AblationSchedule:
+    """An ablation schedule that shares the comparison's base (same steps and seeds) and whose long
+    variant is the comparison's fine-tune (``long_factor * finetune_steps == main.finetune_steps``),
+    so those runs are reused, not redone; the short fine-tunes take ``finetune_steps``."""
+    if main.finetune_steps % finetune_steps:
+        raise ValueError(f"finetune_steps={finetune_steps} must divide the comparison's {main.finetune_steps}.")
+    return AblationSchedule(base_steps=main.base_steps, finetune_steps=finetune_steps,
+                            long_factor=main.finetune_steps // finetune_steps, seeds=main.seeds)
+
+
 ABLATION_SCHEDULES = {
     "default": {
-        "mvsplat": AblationSchedule(base_steps=600, finetune_steps=100, long_factor=3, seeds=(0, 1)),
-        "depthsplat": AblationSchedule(base_steps=240, finetune_steps=30, long_factor=4, seeds=(0, 1)),
+        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["mvsplat"], finetune_steps=100),
+        "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["depthsplat"], finetune_steps=30),
     },
-    "smoke": {
-        baseline: AblationSchedule(base_steps=1, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)
-        for baseline in BASELINES
-    },
+    "smoke": EveryBaseline(AblationSchedule(base_steps=1, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)),
 }
 
 
@@ -309,8 +341,8 @@ def make_ablation_plan(
     variant from it, each evaluated on both splits. ``variants`` selects a subset (the references
     they need are added). Runs identical to the main comparison's (``main_schedule``, default the
     synthetic default schedule) keep its names, so its finished runs are reused and not redone."""
-    if baseline not in BASELINES:
-        raise InputError(f"unknown baseline {baseline!r}; choose one of {BASELINES}.")
+    if baseline not in baselines():
+        raise InputError(f"unknown baseline {baseline!r}; choose one of {tuple(baselines())}.")
     schedule = schedule or ABLATION_SCHEDULES["default"][baseline]
     root = Path(root) if root else Path("datasets") / "synthetic"
     every = ablation_variants(schedule)

@@ -39,6 +39,7 @@ from torch import Tensor
 from pmsplat.errors import DataError, InputError
 from pmsplat.teachers import cache_store as store
 from pmsplat.teachers.base import TeacherOutput
+from pmsplat.teachers.registry import register_teacher
 
 
 @dataclass
@@ -57,6 +58,18 @@ class CacheTeacherCfg:
     verify_checksums: bool = True
 
 
+
+def check_cache_exists(cfg: CacheTeacherCfg) -> None:
+    """Start-up check of a training run: the cache folder has its manifest."""
+    if not (Path(cfg.path) / "manifest.json").is_file():
+        raise InputError(
+            f"teacher=cache: no cache at {cfg.path} (teacher.path); build it with `pmsplat teacher precompute`."
+        )
+
+
+@register_teacher(
+    "cache", CacheTeacherCfg, install="a cache folder written by `pmsplat teacher precompute`", check_run=check_cache_exists
+)
 class CacheTeacher:
     """Pointmap teacher that reads a precomputed cache. See the module docstring.
 

@@ -43,6 +43,9 @@ from pmsplat.errors import InputError, MissingDependencyError, MissingWeightsErr
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import check_hf_folder, default_device, freeze, resolve_weights
 from pmsplat.teachers.geometry import unproject_depth
+from pmsplat.teachers.registry import register_teacher
+
+INSTALL = "pip install depth-anything-3 addict"
 
 REF_VIEW_STRATEGIES = ("first", "middle", "saddle_balanced", "saddle_sim_range")
 WEIGHTS_HINT = (
@@ -75,10 +78,8 @@ class DA3TeacherCfg:
 
 def _import_da3():
     from pmsplat.teachers.imports import import_names
-    from pmsplat.teachers.registry import TEACHERS
-
     return import_names(
-        "depth_anything_3.api", ["DepthAnything3"], "The Depth Anything 3 teacher", ("depth_anything_3",), TEACHERS["da3"].install
+        "depth_anything_3.api", ["DepthAnything3"], "The Depth Anything 3 teacher", ("depth_anything_3",), INSTALL
     )[0]
 
 
@@ -108,6 +109,7 @@ def _as_tensor(value, device: torch.device) -> Tensor:
     return torch.as_tensor(np.asarray(value), dtype=torch.float32, device=device)
 
 
+@register_teacher("da3", DA3TeacherCfg, install=INSTALL)
 class DA3Teacher:
     """Pointmap teacher backed by a frozen Depth Anything 3 model. See the module docstring."""
 

@@ -56,6 +56,14 @@ from torch import Tensor
 from pmsplat.errors import InputError, MissingDependencyError
 from pmsplat.teachers.base import TeacherOutput
 from pmsplat.teachers.frozen import default_device, env_path, freeze, load_weights
+from pmsplat.teachers.registry import register_teacher
+
+# naver/dust3r is not pip-installable (no setup.py/pyproject.toml; CroCo is a git submodule)
+INSTALL = (
+    "git clone --recursive https://github.com/naver/dust3r /path/to/dust3r && "
+    "pip install -r /path/to/dust3r/requirements.txt, then set teacher.repo=/path/to/dust3r "
+    "(or PMSPLAT_DUST3R_REPO=/path/to/dust3r)"
+)
 
 REPO_ENV = "PMSPLAT_DUST3R_REPO"
 CLONE_COMMAND = "git clone --recursive https://github.com/naver/dust3r /path/to/dust3r"
@@ -70,9 +78,7 @@ WEIGHTS_HINT = (
 
 def install_command() -> str:
     """The install instruction of the DUSt3R teacher (the registry's, shown in errors and docs)."""
-    from pmsplat.teachers.registry import TEACHERS
-
-    return TEACHERS["dust3r"].install
+    return INSTALL
 
 
 @dataclass
@@ -224,6 +230,7 @@ class _Progress:
             self.bar.close()
 
 
+@register_teacher("dust3r", DUSt3RTeacherCfg, install=INSTALL, identity_excludes=("device", "repo", "progress"))
 class DUSt3RTeacher:
     """Pointmap teacher backed by a frozen DUSt3R model. See the module docstring."""
 

@@ -41,6 +41,7 @@ from torch import Tensor
 
 from pmsplat.errors import InputError
 from pmsplat.teachers.base import TeacherOutput
+from pmsplat.teachers.registry import register_teacher
 
 
 @dataclass
@@ -118,6 +119,10 @@ def edge_confidence(points: Float[Tensor, "view height width 3"], maximum: float
     return 1 + (maximum - 1) / (1 + (ratio / edge_ratio) ** 2)
 
 
+@register_teacher(
+    "synthetic", SyntheticTeacherCfg, install="ground-truth pointmaps (synthetic benchmark, dataset.load_pointmap=true)",
+    needs_pointmap=True, real=False,
+)
 class SyntheticTeacher:
     """Pointmap teacher from ground truth; see the module docstring for the knobs.
 

@@ -7,8 +7,10 @@ from torch import Tensor
 
 from pmsplat.errors import InputError
 from pmsplat.teachers.base import TeacherOutput
+from pmsplat.teachers.registry import register_teacher
 
 
+@register_teacher("tensor", install="pmsplat.teachers.tensor", real=False)
 class TensorTeacher:
     """Serves fixed pointmaps, whatever the images show.
 

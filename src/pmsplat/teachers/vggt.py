@@ -35,6 +35,7 @@ from torch import Tensor
 
 from pmsplat.errors import InputError
 from pmsplat.teachers.base import TeacherOutput
+from pmsplat.teachers.registry import register_teacher
 from pmsplat.teachers.frozen import autocast_context, default_device, freeze, inference_dtype, load_weights
 from pmsplat.teachers.geometry import unproject_depth
 
@@ -42,6 +43,8 @@ WEIGHTS_HINT = (
     "Without network access, download facebook/VGGT-1B (its model.pt, or the whole snapshot folder) on a machine "
     "with internet and pass the local path: teacher.weights=/path/to/model.pt or teacher.weights=/path/to/folder."
 )
+
+INSTALL = 'pip install "vggt @ git+https://github.com/facebookresearch/vggt"'
 
 
 @dataclass
@@ -54,9 +57,7 @@ class VGGTTeacherCfg:
 
 def _import(module: str, name: str):
     from pmsplat.teachers.imports import import_names
-    from pmsplat.teachers.registry import TEACHERS
-
-    return import_names(module, [name], "The VGGT teacher", ("vggt",), TEACHERS["vggt"].install)[0]
+    return import_names(module, [name], "The VGGT teacher", ("vggt",), INSTALL)[0]
 
 
 def _import_vggt():
@@ -67,6 +68,7 @@ def _import_pose_decoder():
     return _import("vggt.utils.pose_enc", "pose_encoding_to_extri_intri")
 
 
+@register_teacher("vggt", VGGTTeacherCfg, install=INSTALL)
 class VGGTTeacher:
     """Pointmap teacher backed by a frozen VGGT model. See the module docstring."""
 

@@ -1,0 +1,37 @@
+"""The training-history callback: one CSV row per training step, written as the run goes."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from lightning.pytorch import Callback
+
+HISTORY_FILE = "train_history.csv"
+
+
+class HistoryWriter(Callback):
+    """Appends ``pl_module.last_train_record`` (+ the first group's lr) to a CSV after each
+    training step (rank 0), so a loss curve survives an interrupted run; ``rows`` keeps them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, float]] = []
+        self.columns: list[str] | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank != 0 or not pl_module.last_train_record:
+            return
+        row = dict(pl_module.last_train_record)
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+        self.rows.append(row)
+        if self.columns is None:
+            self.columns = ["step"] + sorted(k for k in row if k != "step")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w", newline="") as handle:
+                csv.writer(handle).writerow(self.columns)
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerow([row.get(c, "") for c in self.columns])
+
+
+__all__ = ["HISTORY_FILE", "HistoryWriter"]
