@@ -118,6 +118,10 @@ def test_geometry_columns_of_a_shrunk_prediction() -> None:
     context = {"depth": torch.full((1, 1, 8, 8), 3.0, dtype=torch.float64), "extrinsics": context_c2w[None], "intrinsics": K[None]}
     row = geometry_metrics(GeometryConfig(), gt, pred, boundary, rendered, target, context, means, gt_points)
     assert row["scale_ratio"] == pytest.approx(0.5, rel=1e-9)
+    from pmsplat.evaluation import floating_fraction  # the one home of the floater rule
+
+    expected = floating_fraction(means[None], gt_points[None], GeometryConfig().floating_threshold, relative=True)
+    assert row["floating_fraction"] == float(expected[0])
     covered = context_coverage(depth[0], target_c2w[None], K, context_c2w, K)
     assert 0 < float(covered.double().mean()) < 1
     assert row["uncovered_fraction"] == pytest.approx(float((~covered).double().mean()))
