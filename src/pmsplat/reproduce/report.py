@@ -250,7 +250,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     parts.append(
         "Metrics: per target view, then averaged per scene, then over scenes (upstream rule); mean ± standard "
         "deviation over seeds. PSNR/SSIM/LPIPS as upstream (PSNR clips, SSIM/LPIPS do not). Geometry columns: "
-        "see `pmsplat.reproduce.evaluate` (scene units; lower is better). " + SPREAD_RULE
+        "see `pmsplat.evaluation.scene_metrics` (scene units; lower is better). " + SPREAD_RULE
     )
     parts.append("")
     if any("psnr_uncovered" in r.metrics for r in inputs.records):
