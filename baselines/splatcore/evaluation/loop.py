@@ -106,8 +106,8 @@ _SCENE_METRICS: dict[str, SceneMetric] = {}
 def register_scene_metric(name: str) -> Callable[[SceneMetric], SceneMetric]:
     """Decorator: make ``function(scene: RenderedScene, options) -> {column: value}`` available to
     the loop under ``name`` (``EvaluationSettings.scene_metrics``; ``options`` is
-    ``EvaluationSettings.scene_metric_options.get(name)``, None for the defaults). Registering a name twice with a
-    different function is an error."""
+    ``EvaluationSettings.scene_metric_options.get(name)``, None for the defaults). Registering a
+    name twice with a different function is an error."""
 
     def decorate(function: SceneMetric) -> SceneMetric:
         known = _SCENE_METRICS.get(name)
