@@ -1228,7 +1228,7 @@ def step_render(ctx: StepContext) -> tuple[str, str]:
 
 def _lpips_reason() -> str | None:
     try:
-        from splatcore.model.scoring import lpips_unavailable_reason
+        from splatcore.evaluation.metrics import lpips_unavailable_reason
 
         return lpips_unavailable_reason()
     except Exception as error:  # noqa: BLE001

@@ -74,5 +74,8 @@ def test_floating_fraction_on_a_plane():
     assert scale == pytest.approx(float(radii.median()))
     assert float(floating_fraction(pred, gt, 0.2, relative=True)[0]) == pytest.approx(expected)
     assert float(floating_fraction(pred * 10, gt * 10, 0.2, relative=True)[0]) == pytest.approx(expected)
+    # precomputed distances / scale (as the geometry scene metric passes them) give the same value
+    reused = floating_fraction(pred, gt, 0.2, relative=True, distances=point_to_surface(pred, gt), scale=scene_scale(gt))
+    assert torch.equal(reused, floating_fraction(pred, gt, 0.2, relative=True))
     with pytest.raises(InputError, match="threshold"):
         floating_fraction(pred, gt, 0.0)

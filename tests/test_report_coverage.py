@@ -92,13 +92,13 @@ def test_bad_shapes_are_rejected() -> None:
 
 
 def test_geometry_columns_of_a_shrunk_prediction() -> None:
-    """_geometry_metrics on a hand-made scene: a prediction = the ground truth shrunk by 0.5
+    """geometry_metrics on a hand-made scene: a prediction = the ground truth shrunk by 0.5
     about its centroid has scale_ratio 0.5; psnr_interior / covered / uncovered are the masked
     PSNRs of the same images."""
     from types import SimpleNamespace
 
     from pmsplat.evaluation import masked_psnr
-    from pmsplat.reproduce.evaluate import EvaluationConfig, _geometry_metrics
+    from pmsplat.evaluation.scene_metrics import GeometryConfig, geometry_metrics
 
     rng = np.random.default_rng(2)
     height = width = 8
@@ -116,8 +116,12 @@ def test_geometry_columns_of_a_shrunk_prediction() -> None:
     rendered = SimpleNamespace(alpha=torch.ones(1, 1, height, width), depth=depth.clone())
     target = {"depth": depth, "extrinsics": target_c2w[None, None], "intrinsics": K[None]}
     context = {"depth": torch.full((1, 1, 8, 8), 3.0, dtype=torch.float64), "extrinsics": context_c2w[None], "intrinsics": K[None]}
-    row = _geometry_metrics(EvaluationConfig(), gt, pred, boundary, rendered, target, context, means, gt_points)
+    row = geometry_metrics(GeometryConfig(), gt, pred, boundary, rendered, target, context, means, gt_points)
     assert row["scale_ratio"] == pytest.approx(0.5, rel=1e-9)
+    from pmsplat.evaluation import floating_fraction  # the one home of the floater rule
+
+    expected = floating_fraction(means[None], gt_points[None], GeometryConfig().floating_threshold, relative=True)
+    assert row["floating_fraction"] == float(expected[0])
     covered = context_coverage(depth[0], target_c2w[None], K, context_c2w, K)
     assert 0 < float(covered.double().mean()) < 1
     assert row["uncovered_fraction"] == pytest.approx(float((~covered).double().mean()))

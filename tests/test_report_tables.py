@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 
-from pmsplat.evaluation import read_table_csv, write_table
+from pmsplat.evaluation import markdown_table, read_table_csv, write_csv, write_table
 
 
 ROWS = [
@@ -51,3 +51,14 @@ def test_numpy_and_tensor_cells_are_converted(tmp_path):
     assert read_table_csv(csv_path) == [{"a": 0.5, "b": 2.25, "c": 3}]
     with pytest.raises(InputError, match="column 'x'"):
         write_table([{"x": torch.zeros(3)}], tmp_path / "bad")
+
+
+def test_markdown_of_preformatted_rows_and_csv_alone(tmp_path):
+    """The reports' tables (pre-formatted cells by position) and CSV files go through the same
+    writer: same escaping, same float rule."""
+    text = markdown_table([["baseline", "1.000 ± 0.100"], ["a|b", "n/a"]], ["variant", "PSNR"])
+    assert text.splitlines() == ["| variant | PSNR |", "|---|---|", "| baseline | 1.000 ± 0.100 |", "| a\\|b | n/a |"]
+    assert markdown_table([], ["variant", "PSNR"]).splitlines() == ["| variant | PSNR |", "|---|---|"]
+    path = write_csv([{"variant": "pm", "seed": 0, "psnr": 1 / 3}, {"variant": "base", "psnr": math.nan}],
+                     tmp_path / "a" / "results.csv", columns=["variant", "seed", "psnr"])
+    assert path.read_text().splitlines() == ["variant,seed,psnr", f"pm,0,{1 / 3!r}", "base,,nan"]

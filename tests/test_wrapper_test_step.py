@@ -31,11 +31,15 @@ def test_test_mode_writes_upstream_score_files(tiny_synthetic, tmp_path):
     model = build_model(cfg).eval()
     from splatcore.dataset import DataModule
 
+    from splatcore.evaluation import EvaluationSettings, ScoreBook, evaluate_scene
+
     run_cfg = typed_config(cfg)
     per_scene: dict[str, float] = {}
     n_targets: dict[str, int] = {}
+    loop_book = ScoreBook()  # the shared loop, called directly with the test step's settings
     for batch in DataModule(run_cfg.dataset, run_cfg.data_loader).test_dataloader():
         batch = model.data_shim(batch)
+        evaluate_scene(model.encoder, model.decoder, batch, loop_book, EvaluationSettings(chunk_size=run_cfg.test.chunk_size))
         with torch.no_grad():
             gaussians, _ = model.encode(batch)
             color = model.render(gaussians, batch["target"], None).color[0].double()
@@ -52,6 +56,8 @@ def test_test_mode_writes_upstream_score_files(tiny_synthetic, tmp_path):
     by_scene = json.loads((out / "scores_by_scene.json").read_text())
     for scene, value in per_scene.items():
         assert by_scene[scene]["psnr"] == __import__("pytest").approx(value, abs=1e-4)
+    # the test step is one scene of the shared evaluation loop: the same per-scene numbers, bit for bit
+    assert by_scene == {row.pop("scene"): row for row in loop_book.rows()}
     averages = json.loads((out / "scores_all_avg.json").read_text())
     assert averages["psnr"] == __import__("pytest").approx(sum(per_scene.values()) / 2, abs=1e-4)
     assert 0 < averages["ssim"] < 1 and averages["encoder"][0] == 2 and averages["decoder"][0] == 2

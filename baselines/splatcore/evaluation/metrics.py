@@ -13,11 +13,16 @@ All functions take ground truth and prediction of shape (B, 3, H, W) with values
   missing -- the caller decides whether to report the metric as unavailable. It is never 0 by
   default.
 
-Scores are then averaged per scene and over scenes by :class:`splatcore.evaluation.ScoreBook`.
+:func:`image_metrics` gives the three as the evaluation loop and the training/validation logs use
+them (LPIPS left out, with :func:`lpips_unavailable_reason` saying why, when its weights are
+missing). Scores are then averaged per scene and over scenes by
+:class:`splatcore.evaluation.ScoreBook`.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import numpy as np
@@ -35,8 +40,12 @@ __all__ = [
     "compute_psnr",
     "compute_ssim",
     "get_lpips",
+    "image_metrics",
     "lpips_availability",
+    "lpips_unavailable_reason",
 ]
+
+log = logging.getLogger(__name__)
 
 _LPIPS_CACHE: dict[tuple[str, str, str], LPIPS] = {}
 
@@ -113,3 +122,24 @@ def compute_lpips(
     _check_pair(gt, pred, "compute_lpips")
     module = lpips if lpips is not None else get_lpips(pred.device)
     return module(pred.float(), gt.float(), normalize=True).to(pred.dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def lpips_unavailable_reason() -> str | None:
+    """None when LPIPS can be computed, else why not (logged once as a warning)."""
+    available, reason = lpips_availability()
+    if not available:
+        log.warning("LPIPS is unavailable, so it is not reported: %s", reason)
+    return None if available else reason
+
+
+@torch.no_grad()
+def image_metrics(
+    gt: Float[Tensor, "batch 3 height width"], pred: Float[Tensor, "batch 3 height width"], lpips: bool = True
+) -> dict[str, Float[Tensor, " batch"]]:
+    """``{"psnr", "ssim", ["lpips"]}`` per image, upstream definitions (§5.3); LPIPS only when
+    ``lpips`` and its weights are available (:func:`lpips_unavailable_reason`)."""
+    scores = {"psnr": compute_psnr(gt, pred), "ssim": compute_ssim(gt, pred)}
+    if lpips and lpips_unavailable_reason() is None:
+        scores["lpips"] = compute_lpips(gt, pred)
+    return scores

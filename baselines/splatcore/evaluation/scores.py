@@ -1,7 +1,14 @@
-"""Score bookkeeping of the upstream test step (upstream §5.1, §5.3, §10).
+"""Score bookkeeping of the evaluation loop (upstream §5.1, §5.3, §10): the one averaging rule.
 
-Rule: per-view values -> mean over the scene's target views -> mean over scenes. Files written by
-:meth:`ScoreBook.write`, as upstream's ``on_test_end``:
+Rule (upstream's test step): a metric's per-view values are averaged over the scene's target views
+in their own dtype (upstream's ``compute_psnr(...).mean().item()``: float32 for float32 renders),
+then the per-scene means are averaged over the scenes: ``sum(per-scene means) / number of scenes``
+(left-to-right float64 sum). A metric may also report one value per scene (the geometric metrics:
+point-to-surface, floaters, ...); such a value may be NaN when it is undefined for that scene
+(e.g. no depth edge), and the mean over scenes then skips the NaN scenes (NaN only when every scene
+is NaN). Per-view values must not be NaN.
+
+Files written by :meth:`ScoreBook.write`, as upstream's ``on_test_end``:
 
 - ``scores_<metric>_all.json``: the per-scene means as a JSON list, in the order scenes were added
   (``scores_psnr_all.json``, ``scores_ssim_all.json``, ``scores_lpips_all.json``);
@@ -14,7 +21,8 @@ pmsplat additions (upstream has no such entries): ``scores_by_scene.json`` (``{s
 value}}``, so per-scene lists can be matched to scene names), and an ``"unavailable"`` entry in
 ``scores_all_avg.json`` -- ``{metric: reason}`` -- only when a metric was declared unavailable
 with :meth:`ScoreBook.mark_unavailable` (e.g. LPIPS without its weights). Unavailable metrics get
-no ``scores_<metric>_all.json`` and no average; they are never reported as 0.
+no ``scores_<metric>_all.json`` and no average; they are never reported as 0 (in :meth:`rows`
+and ``averages(unavailable_as_nan=True)``, the tables of the reports, they are NaN).
 """
 
 from __future__ import annotations
@@ -30,8 +38,14 @@ from torch import Tensor
 from ..errors import InputError
 
 
+# Metrics that every evaluation reports first, in this order (also when unavailable).
+UPSTREAM_METRICS = ("psnr", "ssim", "lpips")
+
+SceneValue = Float[Tensor, " view"] | float
+
+
 class ScoreBook:
-    """Collects per-view metric values scene by scene and averages them the upstream way."""
+    """Collects metric values scene by scene and averages them by the rule of the module docstring."""
 
     def __init__(self, time_skip_steps: int = 0) -> None:
         if time_skip_steps < 0:
@@ -50,8 +64,16 @@ class ScoreBook:
     def metrics(self) -> list[str]:
         return list(self._metrics or [])
 
-    def add(self, scene: str, metrics: dict[str, Float[Tensor, " view"]]) -> dict[str, float]:
-        """Record one scene: ``metrics[name]`` holds one value per target view (shape (V,)).
+    @property
+    def columns(self) -> list[str]:
+        """Scored and unavailable metrics: the upstream ones first (psnr, ssim, lpips), then the
+        others in the order they were reported."""
+        names = self.metrics + [name for name in self.unavailable if name not in self.metrics]
+        return [m for m in UPSTREAM_METRICS if m in names] + [m for m in names if m not in UPSTREAM_METRICS]
+
+    def add(self, scene: str, metrics: dict[str, SceneValue]) -> dict[str, float]:
+        """Record one scene: ``metrics[name]`` holds one value per target view (a 1-D tensor,
+        averaged here) or one value for the scene (a float or 0-d tensor; NaN = undefined).
 
         Every scene must report the same metric names; a scene may be added once. Returns the
         per-scene means.
@@ -73,15 +95,7 @@ class ScoreBook:
             )
         means: dict[str, float] = {}
         for name in self._metrics:
-            values = metrics[name]
-            if values.ndim != 1 or values.numel() == 0:
-                raise InputError(
-                    f"ScoreBook.add: metrics['{name}'] of scene '{scene}' must be a non-empty 1-D "
-                    f"tensor of per-view values, got shape {tuple(values.shape)}."
-                )
-            if torch.isnan(values).any():
-                raise InputError(f"ScoreBook.add: metrics['{name}'] of scene '{scene}' contains NaN.")
-            means[name] = float(values.detach().double().mean().item())
+            means[name] = _scene_mean(scene, name, metrics[name])
         self._scene_means[scene] = means
         return means
 
@@ -101,11 +115,26 @@ class ScoreBook:
             raise InputError(f"ScoreBook: no scores for metric '{metric}' (have {self.metrics}).")
         return [means[metric] for means in self._scene_means.values()]
 
-    def averages(self) -> dict[str, float]:
-        """Mean over scenes of the per-scene means, per metric."""
+    def rows(self) -> list[dict[str, str | float]]:
+        """One dict per scene (insertion order): ``scene`` and every column of :attr:`columns`
+        (unavailable metrics as NaN)."""
+        return [
+            {"scene": scene, **{name: means.get(name, math.nan) for name in self.columns}}
+            for scene, means in self._scene_means.items()
+        ]
+
+    def averages(self, unavailable_as_nan: bool = False) -> dict[str, float]:
+        """Mean over scenes of the per-scene means, per metric (scenes where a per-scene value is
+        NaN are skipped; NaN when all are). With ``unavailable_as_nan`` the unavailable metrics
+        are included as NaN, in :attr:`columns` order."""
         if not self._scene_means:
             raise InputError("ScoreBook.averages: no scene was added.")
-        return {name: math.fsum(self.per_scene(name)) / len(self._scene_means) for name in self.metrics}
+        names = self.columns if unavailable_as_nan else [m for m in self.columns if m in self.metrics]
+        result = {}
+        for name in names:
+            values = [v for v in self.per_scene(name) if not math.isnan(v)] if name in self.metrics else []
+            result[name] = sum(values) / len(values) if values else math.nan
+        return result
 
     def timings(self) -> dict[str, list[int | float]]:
         """``{tag: [count, mean seconds]}`` after skipping the first ``time_skip_steps`` calls."""
@@ -135,3 +164,25 @@ class ScoreBook:
         path.write_text(json.dumps(self._scene_means, indent=2))
         written.append(path)
         return written
+
+
+def _scene_mean(scene: str, name: str, value: SceneValue) -> float:
+    """The scene's value of one metric: the mean of per-view values in their dtype, or the
+    per-scene value itself."""
+    if isinstance(value, Tensor) and value.ndim == 0:
+        value = float(value)
+    if not isinstance(value, Tensor):
+        if not isinstance(value, (int, float)):
+            raise InputError(
+                f"ScoreBook.add: metrics['{name}'] of scene '{scene}' must be a 1-D tensor of per-view "
+                f"values or one number for the scene, got {type(value).__name__}."
+            )
+        return float(value)
+    if value.ndim != 1 or value.numel() == 0:
+        raise InputError(
+            f"ScoreBook.add: metrics['{name}'] of scene '{scene}' must be a non-empty 1-D "
+            f"tensor of per-view values, got shape {tuple(value.shape)}."
+        )
+    if torch.isnan(value).any():
+        raise InputError(f"ScoreBook.add: metrics['{name}'] of scene '{scene}' contains NaN.")
+    return float(value.detach().mean().item())

@@ -16,11 +16,14 @@ run_name="", max_steps=None)``:
   ``info/global_step``; updates the step tracker.
 - ``validation_step`` (batch 1): ``val/psnr_val``, ``val/ssim_val``, ``val/lpips_val`` (when LPIPS
   weights exist).
-- ``test_step`` (batch 1): renders every target view (chunked with ``test.render_chunk_size``),
+- ``test_step`` (batch 1): one scene of the shared evaluation loop,
+  :func:`splatcore.evaluation.evaluate_scene` (every target view rendered, chunked with
+  ``test.render_chunk_size``, with ``test.depth_mode``; the encoder at the trainer's global step);
   saves ``<test.output_path>/<run_name>/<scene>/color/<index:06>.png`` when ``save_image``, and when
-  ``compute_scores`` adds per-scene metrics to a ``ScoreBook``; ``on_test_end`` writes the score
-  files plus ``benchmark.json`` (encoder/decoder seconds per call after skipping the first
-  ``eval_time_skip_steps``) and ``peak_memory.json`` into ``<test.output_path>/<run_name>/``.
+  ``compute_scores`` adds the scene's metrics to a ``ScoreBook`` (the one averaging rule);
+  ``on_test_end`` writes the score files plus ``benchmark.json`` (encoder/decoder seconds per call
+  after skipping the first ``eval_time_skip_steps``) and ``peak_memory.json`` into
+  ``<test.output_path>/<run_name>/``.
 - ``configure_optimizers``: :func:`splatcore.model.optimizer.build_optimizer`.
 - Checkpoints hold ``encoder.*`` only (checked in ``on_save_checkpoint``).
 """
@@ -40,12 +43,14 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from pmsplat.adapter.fork import skip_large_sample  # PM-Loss fork
 
+from ..evaluation import EvaluationSettings, ScoreBook, evaluate_scene
+from ..evaluation.metrics import compute_psnr as psnr
+from ..evaluation.metrics import image_metrics
 from ..loss import Loss, state_dict_free
 from ..types import BatchedExample, DecoderOutput, Gaussians
 from .config import OptimizerCfg, TestCfg, TrainCfg
 from ..errors import ConfigError
 from .optimizer import build_optimizer
-from .scoring import image_metrics, lpips_unavailable_reason, psnr
 
 log = logging.getLogger(__name__)
 
@@ -230,12 +235,7 @@ class ModelWrapper(LightningModule):
     def on_test_start(self) -> None:
         self._reset_test_state()
         if self.test_cfg.compute_scores:
-            from ..evaluation import ScoreBook
-
             self.score_book = ScoreBook(time_skip_steps=self.test_cfg.eval_time_skip_steps)
-            reason = lpips_unavailable_reason()
-            if reason is not None:
-                self.score_book.mark_unavailable("lpips", reason)
 
     @property
     def test_output_dir(self) -> Path:
@@ -258,25 +258,16 @@ class ModelWrapper(LightningModule):
     def test_step(self, batch: BatchedExample, batch_idx: int) -> None:
         batch = self.data_shim(batch)
         target = batch["target"]
-        b, v = target["image"].shape[:2]
+        b = target["image"].shape[0]
         if b != 1:
             raise ConfigError(f"test_step needs data_loader.test.batch_size=1, got a batch of {b}")
-        gaussians, _ = self._timed("encoder", lambda: self.encode(batch, deterministic=False))
-        chunk = self.test_cfg.chunk_size or v
-
-        def decode() -> Tensor:
-            colors = []
-            for start in range(0, v, chunk):
-                views = {k: (t[:, start : start + chunk] if isinstance(t, Tensor) else t) for k, t in target.items()}
-                colors.append(self.render(gaussians, views, self.test_cfg.depth_mode).color)
-            return torch.cat(colors, dim=1)
-
-        color = self._timed("decoder", decode)[0]  # (v, 3, h, w)
-        scene = batch["scene"][0]
+        settings = EvaluationSettings(
+            global_step=self.global_step, deterministic=False, depth_mode=self.test_cfg.depth_mode,
+            chunk_size=self.test_cfg.chunk_size,
+        )
+        scene = evaluate_scene(self.encoder, self.decoder, batch, self.score_book, settings, timed=self._timed)
         if self.test_cfg.save_image:
-            self._save_images(scene, target["index"][0], color)
-        if self.score_book is not None:
-            self.score_book.add(scene, image_metrics(target["image"][0], color))
+            self._save_images(scene.scene, target["index"][0], scene.color)
 
     def _save_images(self, scene: str, indices: Tensor, color: Tensor) -> None:
         from PIL import Image

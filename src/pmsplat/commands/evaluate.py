@@ -6,9 +6,10 @@
         --index datasets/synthetic/evaluation_index_extrapolation.json --ground-truth \\
         +experiment=mvsplat_synthetic_cpu
 
-PSNR / SSIM / LPIPS as upstream (per view, per scene, over scenes) plus, with ``--ground-truth``
-(synthetic data), boundary PSNR, depth and point-to-surface errors and the floating fraction.
-Writes ``<out>/scores.{md,csv}`` (per scene) and ``<out>/summary.{md,csv}`` (means over scenes).
+The shared evaluation loop (the test step's and the reproduction's): PSNR / SSIM / LPIPS as
+upstream (per view, per scene, over scenes) plus, with ``--ground-truth`` (synthetic data),
+boundary PSNR, depth and point-to-surface errors and the floating fraction. Writes
+``<out>/scores.{md,csv}`` (per scene) and ``<out>/summary.{md,csv}`` (means over scenes).
 """
 
 from __future__ import annotations

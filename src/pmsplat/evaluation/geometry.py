@@ -130,6 +130,8 @@ def floating_fraction(
     *,
     relative: bool = False,
     gt_mask: Bool[Tensor, "batch gt_point"] | None = None,
+    distances: Float[Tensor, "batch point"] | None = None,
+    scale: Float[Tensor, " batch"] | None = None,
 ) -> Float[Tensor, " batch"]:
     """Fraction of predicted points (Gaussian centres) farther than a threshold from every
     ground-truth surface point, per batch element, in [0, 1].
@@ -137,11 +139,16 @@ def floating_fraction(
     ``relative=False`` (default): ``threshold`` is in scene units. ``relative=True``: the
     threshold is ``threshold * scene_scale(gt_points)`` (median distance of the GT points to
     their centroid), so e.g. 0.05 means 5 % of the scene's typical radius.
+    ``distances`` (:func:`point_to_surface` of the same points) and ``scale``
+    (:func:`scene_scale` of the same ground truth) may be passed when the caller has them
+    already; they are then not recomputed.
     """
     if not threshold > 0:
         raise InputError(f"floating_fraction: 'threshold' must be > 0, got {threshold}.")
-    distances = point_to_surface(pred_points, gt_points, gt_mask=gt_mask)
+    if distances is None:
+        distances = point_to_surface(pred_points, gt_points, gt_mask=gt_mask)
     limit = torch.full((pred_points.shape[0],), float(threshold), dtype=torch.float64, device=distances.device)
     if relative:
-        limit = limit * scene_scale(gt_points, gt_mask).to(distances.device)
+        scale = scene_scale(gt_points, gt_mask) if scale is None else scale
+        limit = limit * scale.to(distances.device)
     return (distances > limit[:, None]).double().mean(dim=1)

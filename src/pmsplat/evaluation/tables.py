@@ -1,4 +1,11 @@
-"""Result tables written twice: Markdown (for reports) and CSV (full precision, for machines)."""
+"""The one table writer of every report: Markdown (for reading) and CSV (full precision, for machines).
+
+:func:`write_table` writes both (``pmsplat evaluate``, the reproduction's per-scene table);
+:func:`markdown_table` gives the Markdown text for a report that embeds several tables
+(report.md, ablation.md) and :func:`write_csv` the CSV alone (results.csv, ablation.csv).
+Same cell rules everywhere: CSV floats with ``repr`` (round-trip exact, ``nan``/``inf``
+included), Markdown floats with a format, NaN as "n/a", None / missing as "—", ``|`` escaped.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +66,62 @@ def _md_cell(value: Cell, float_format: str) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _sequence_rows(rows: Sequence[object], columns: Sequence[str] | None) -> list[Mapping[str, object]]:
+    """Rows given as sequences of cells (with ``columns`` as the header) as mappings."""
+    result = []
+    for index, row in enumerate(rows):
+        if isinstance(row, Mapping):
+            result.append(row)
+            continue
+        if columns is None or len(row) != len(columns):
+            raise InputError(
+                f"markdown_table: row {index} is a sequence of {len(row)} cells; pass 'columns' with one "
+                "header per cell (or rows as mappings)."
+            )
+        result.append({f"\x00{i}": value for i, value in enumerate(row)})
+    return result
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, object] | Sequence[object]],
+    columns: Sequence[str] | None = None,
+    *,
+    float_format: str = "{:.4f}",
+) -> str:
+    """A GitHub Markdown table (no trailing newline) of ``rows``: mappings (columns: ``columns``
+    or the union of their keys in first-seen order) or sequences of cells (``columns`` is then the
+    header, matched by position; cells are usually pre-formatted strings). Cells as in
+    :func:`write_table`; ``|`` and newlines in cells are escaped."""
+    positional = any(not isinstance(row, Mapping) for row in rows)
+    mapped = _sequence_rows(rows, columns) if positional else list(rows)
+    header = _columns(mapped, columns)
+    keys = [f"\x00{i}" for i in range(len(header))] if positional else header
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    for index, row in enumerate(mapped):
+        cells = [_md_cell(_plain(row.get(key), index, label), float_format) for key, label in zip(keys, header)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(rows: Sequence[Mapping[str, object]], path: str | Path, columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` to the CSV file ``path`` (parent folders created): columns ``columns`` or
+    the union of the rows' keys in first-seen order, a missing key or None as an empty cell,
+    floats with ``repr``. Returns the path."""
+    header = _columns(rows, columns)
+    rows = [{key: _plain(value, index, key) for key, value in row.items()} for index, row in enumerate(rows)]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([_csv_cell(row.get(key)) for key in header])
+    return path
+
+
 def write_table(
     rows: Sequence[Mapping[str, object]],
     path_stem: str | Path,
@@ -77,24 +140,10 @@ def write_table(
     """
     if not rows:
         raise InputError(f"write_table: no rows to write to '{path_stem}'.")
-    header = _columns(rows, columns)
-    rows = [{key: _plain(value, index, key) for key, value in row.items()} for index, row in enumerate(rows)]
     stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    csv_path = stem.with_name(stem.name + ".csv")
+    csv_path = write_csv(rows, stem.with_name(stem.name + ".csv"), columns)
     md_path = stem.with_name(stem.name + ".md")
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([_csv_cell(row.get(key)) for key in header])
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join(_md_cell(row.get(key), float_format) for key in header) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
+    md_path.write_text(markdown_table(rows, _columns(rows, columns), float_format=float_format) + "\n")
     return md_path, csv_path
 
 

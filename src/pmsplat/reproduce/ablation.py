@@ -15,12 +15,13 @@ figure. The verdicts use the report's rule (:func:`pmsplat.reproduce.report.comp
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
+from pmsplat.evaluation.tables import markdown_table, write_csv
+
 from .protocol import AblationVariant, Plan
-from .report import SPREAD_RULE, RunRecord, compare, machine_description, markdown, spread, verdict
+from .report import SPREAD_RULE, RunRecord, compare, machine_description, spread, verdict
 
 # (key, label, higher is better)
 ABLATION_METRICS: list[tuple[str, str, bool]] = [
@@ -129,17 +130,6 @@ def regions_gain_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _write_csv(rows: list[dict], path: Path) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: row.get(key, "") for key in columns})
-
-
 def _variant_lines(plan: Plan) -> list[list[str]]:
     lines = []
     for variant in plan.variants:
@@ -187,9 +177,9 @@ def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dic
         for spec in plan.runs if spec.kind == "evaluate"
     ]
     rows = ablation_rows(plan, records)
-    _write_csv(rows, out / "ablation.csv")
+    write_csv(rows, out / "ablation.csv")
     run_rows = [{"variant": r.variant, "seed": r.seed, "split": r.split, **r.metrics} for r in records]
-    _write_csv(run_rows, out / "ablation_runs.csv")
+    write_csv(run_rows, out / "ablation_runs.csv")
     panels = {}
     for split in plan.splits:
         panels[split] = [
@@ -219,11 +209,12 @@ def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dic
     parts.append("")
     parts.append("## Variants")
     parts.append("")
-    parts.append(markdown(["variant", "what", "steps", "preset + overrides", "compared with"], _variant_lines(plan)))
+    parts.append(markdown_table(_variant_lines(plan), ["variant", "what", "steps", "preset + overrides", "compared with"]))
     parts.append("")
     parts.append("## Results")
     parts.append("")
-    parts.append(markdown(*ablation_table(rows)))
+    header, body = ablation_table(rows)
+    parts.append(markdown_table(body, header))
     parts.append("")
     parts.append(
         "Mean ± std over seeds. PSNR gain: PSNR minus the reference's (same steps, same seed), dB; geometry gain: "
@@ -233,7 +224,8 @@ def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dic
     parts.append("")
     parts.append("## Where the PSNR changes")
     parts.append("")
-    parts.append(markdown(*regions_gain_table(rows)))
+    header, body = regions_gain_table(rows)
+    parts.append(markdown_table(body, header))
     parts.append("")
     parts.append(
         "ΔPSNR (dB, vs the reference, mean over seeds of the paired differences) over pixel subsets of the target "

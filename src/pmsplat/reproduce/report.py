@@ -13,7 +13,6 @@ conservative rule (it asks for non-overlapping mean ± std intervals), not a sig
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import platform
@@ -24,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
+from pmsplat.evaluation.tables import markdown_table, write_csv
 
 # Metric columns in report order: (key, label, higher is better; None: neither, e.g. the scale
 # ratio, whose right value is 1).
@@ -202,23 +203,21 @@ def collapse_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-_markdown = markdown
+def _table(table: tuple[list[str], list[list[str]]]) -> str:
+    header, rows = table
+    return markdown_table(rows, header)
 
 
 def write_results_csv(records: list[RunRecord], path: Path) -> None:
+    """``results.csv``: one row per run (variant, seed, split), the report's metrics first, then
+    every other averaged column (sorted); NaN where a run lacks a column."""
     keys = [key for key, _, _ in METRICS]
     extra = sorted({k for r in records for k in r.metrics} - set(keys))
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant", "seed", "split"] + keys + extra)
-        for r in records:
-            writer.writerow([r.variant, r.seed, r.split] + [r.metrics.get(k, math.nan) for k in keys + extra])
+    rows = [
+        {"variant": r.variant, "seed": r.seed, "split": r.split, **{k: r.metrics.get(k, math.nan) for k in keys + extra}}
+        for r in records
+    ]
+    write_csv(rows, path, columns=["variant", "seed", "split"] + keys + extra)
 
 
 def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
@@ -238,7 +237,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
             parts.append(inputs.recipe_source)
             parts.append("")
         if inputs.recipe:
-            parts.append(markdown(["key", "baseline", "+ PM-Loss"], [[f"`{k}`", a, b] for k, a, b in inputs.recipe]))
+            parts.append(markdown_table([[f"`{k}`", a, b] for k, a, b in inputs.recipe], ["key", "baseline", "+ PM-Loss"]))
         else:
             parts.append("(no difference found)")
         parts.append("")
@@ -246,12 +245,12 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     for split in splits:
         parts.append(f"## Results: {split}")
         parts.append("")
-        parts.append(markdown(*summary_table(inputs.records, split)))
+        parts.append(_table(summary_table(inputs.records, split)))
         parts.append("")
     parts.append(
         "Metrics: per target view, then averaged per scene, then over scenes (upstream rule); mean ± standard "
         "deviation over seeds. PSNR/SSIM/LPIPS as upstream (PSNR clips, SSIM/LPIPS do not). Geometry columns: "
-        "see `pmsplat.reproduce.evaluate` (scene units; lower is better). " + SPREAD_RULE
+        "see `pmsplat.evaluation.scene_metrics` (scene units; lower is better). " + SPREAD_RULE
     )
     parts.append("")
     if any("psnr_uncovered" in r.metrics for r in inputs.records):
@@ -260,7 +259,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
         for split in splits:
             parts.append(f"**{split}**")
             parts.append("")
-            parts.append(markdown(*regions_table(inputs.records, split)))
+            parts.append(_table(regions_table(inputs.records, split)))
             parts.append("")
         parts.append(
             "PSNR over pixel subsets of the target views: away from / inside the band around ground-truth depth "
@@ -271,7 +270,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     if any("scale_ratio" in r.metrics for r in inputs.records):
         parts.append("## Collapse diagnostic")
         parts.append("")
-        parts.append(markdown(*collapse_table(inputs.records)))
+        parts.append(_table(collapse_table(inputs.records)))
         parts.append("")
         parts.append(COLLAPSE_NOTE)
         parts.append("")
