@@ -42,11 +42,6 @@ def _check(contract: str) -> None:
     assert done.returncode == 0, f"import contract {contract!r} is broken:\n{done.stdout}\n{done.stderr}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="splatcore.main still imports mvsplat / depthsplat by name to pick the encoder; the encoder "
-    "registry of #15 (part A) removes those imports: delete this marker when it lands",
-)
 def test_pmsplat_above_the_baselines_above_the_core():
     _check("layers")
 
