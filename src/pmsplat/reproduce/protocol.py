@@ -92,7 +92,7 @@ class EveryBaseline(dict):
 # DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 4x MVSplat's per step.
 SYNTHETIC_SCHEDULES = {
     "default": {
-        "mvsplat": Schedule(base_steps=600, finetune_steps=300, seeds=(0, 1)),
+        "mvsplat": Schedule(base_steps=480, finetune_steps=240, seeds=(0, 1)),
         "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1)),
     },
     "smoke": EveryBaseline(Schedule(base_steps=2, finetune_steps=2, seeds=(0, 1), max_eval_scenes=1)),
@@ -269,9 +269,9 @@ def _evaluations(runs: list[RunSpec], common: list[str], splits: dict[str, Path]
 TEACHER_DEGRADATIONS = ("edge_blur_px", "distortion", "view_misalignment_deg", "view_misalignment_shift", "noise_std")
 
 # Sized for <= 60 min on 2 CPU cores for MVSplat (`--dry-run` prints the estimate from the
-# measured CPU_COSTS). The long variant (3 x 100 = 300 steps) is the main comparison's fine-tune,
+# measured CPU_COSTS). The long variant (3 x 80 = 240 steps) is the main comparison's fine-tune,
 # so its runs (and the base) are shared with `make reproduce-mvsplat`. Cut to fit: the short
-# fine-tunes are 100 steps (a third of the comparison's), 2 seeds.
+# fine-tunes are 80 steps (a third of the comparison's), 2 seeds.
 def sharing_ablation(main: Schedule, finetune_steps: int) -> AblationSchedule:
     """An ablation schedule that shares the comparison's base (same steps and seeds) and whose long
     variant is the comparison's fine-tune (``long_factor * finetune_steps == main.finetune_steps``),
@@ -284,7 +284,7 @@ def sharing_ablation(main: Schedule, finetune_steps: int) -> AblationSchedule:
 
 ABLATION_SCHEDULES = {
     "default": {
-        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["mvsplat"], finetune_steps=100),
+        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["mvsplat"], finetune_steps=80),
         "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["depthsplat"], finetune_steps=30),
     },
     "smoke": EveryBaseline(AblationSchedule(base_steps=1, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)),
