@@ -247,3 +247,13 @@ def test_every_variant_name_is_unique_and_described() -> None:
     assert all(v.description for v in variants)
     long = ABLATION_SCHEDULES["default"]["mvsplat"].long_factor
     assert {v.reference for v in variants} == {None, "baseline", f"baseline_x{long}"}
+
+
+def test_cli_schedule_choices_are_the_protocols_schedules() -> None:
+    from pmsplat.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._subparsers._group_actions[0].choices["reproduce"]._actions if a.dest == "schedule")
+    assert list(action.choices) == list(SYNTHETIC_SCHEDULES) == list(ABLATION_SCHEDULES)
+    long_main, long_ablation = SYNTHETIC_SCHEDULES["long"]["mvsplat"], ABLATION_SCHEDULES["long"]["mvsplat"]
+    assert long_ablation.finetune_steps * long_ablation.long_factor == long_main.finetune_steps

@@ -95,6 +95,11 @@ SYNTHETIC_SCHEDULES = {
         "mvsplat": Schedule(base_steps=480, finetune_steps=240, seeds=(0, 1)),
         "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1)),
     },
+    # The longer CPU schedule (MVSplat ~14 min on 2 quiet cores): a base closer to convergence.
+    "long": {
+        "mvsplat": Schedule(base_steps=600, finetune_steps=300, seeds=(0, 1)),
+        "depthsplat": Schedule(base_steps=300, finetune_steps=150, seeds=(0, 1)),
+    },
     "smoke": EveryBaseline(Schedule(base_steps=2, finetune_steps=2, seeds=(0, 1), max_eval_scenes=1)),
 }
 PAPER_SCHEDULE = Schedule(base_steps=0, finetune_steps=100_001, seeds=(0,))
@@ -286,6 +291,10 @@ ABLATION_SCHEDULES = {
     "default": {
         "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["mvsplat"], finetune_steps=80),
         "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["depthsplat"], finetune_steps=30),
+    },
+    "long": {
+        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["long"]["mvsplat"], finetune_steps=100),
+        "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["long"]["depthsplat"], finetune_steps=50),
     },
     "smoke": EveryBaseline(AblationSchedule(base_steps=1, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)),
 }
