@@ -235,7 +235,7 @@ def main() -> int:
     if "cuda" not in devices:
         sections.append(
             "## CUDA\n\nNot measured: no CUDA device on this machine. The grid engine (the CUDA default) is checked\n"
-            "for exactness on CPU tensors in tests/test_pmloss_knn.py; rerun this script on a GPU machine to fill\n"
+            "for exactness on CPU tensors in tests/pmsplat/knn/test_knn.py; rerun this script on a GPU machine to fill\n"
             "this section (target: >= 20x faster than brute force on an H100).\n"
         )
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -1206,7 +1206,7 @@ def step_render(ctx: StepContext) -> tuple[str, str]:
             ctx.figure(f"{key}/{name} max abs diff", float(diff.max()))
             ctx.figure(f"{key}/{name} mean abs diff", float(diff.mean()))
             ctx.figure(f"{key}/{name} fraction > 1e-4", float((diff > 1e-4).float().mean()))
-            # tolerances of tests/test_render_gpu_parity.py: a handful of pixels may differ where an
+            # tolerances of tests/splatcore/decoder/test_gpu_parity.py: a handful of pixels may differ where an
             # alpha sits within rounding of the 1/255 threshold or T of the 1e-4 early stop
             checks.append(float(diff.mean()) < 1e-5 and float((diff > 1e-4).float().mean()) < 1e-3 and float(diff.max()) < 2e-2)
         for name, a, b in zip(("means", "covariances", "harmonics", "opacities"), grads_a, grads_b):

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from testkit import REPO_ROOT
+from testkit.tiny_mvsplat import make_tiny_synthetic
+
 SHARED_DIR = Path(os.environ.get("PMSPLAT_SHARED", REPO_ROOT.parent / "shared"))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -37,6 +39,12 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"../shared not found at {SHARED_DIR} (set PMSPLAT_SHARED to its path)")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """One train + two test scenes of 32x32 synthetic data (testkit.tiny_mvsplat), built once."""
+    return make_tiny_synthetic(tmp_path_factory.mktemp("tiny_synthetic"))
 
 
 @pytest.fixture

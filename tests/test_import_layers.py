@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from testkit import REPO_ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / ".importlinter"
 
 

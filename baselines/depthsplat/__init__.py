@@ -5,7 +5,7 @@ Public API: ``EncoderDepthSplat`` + ``EncoderDepthSplatCfg`` (upstream Hydra key
 ``depthsplat.config`` (``preset_dl3dv_base`` = the PM-Loss base and parity layout), and
 ``depthsplat.parity`` (``build_encoder`` / ``run_encoder`` for ``pmsplat parity``).
 
-Verified against ../shared/parity/depthsplat (tests/test_depthsplat_parity.py, _presets.py):
+Verified against ../shared/parity/depthsplat (tests/depthsplat/test_parity.py, test_presets.py):
 every tensor of the three public sets (DL3DV config with ViT-S and ViT-B, RE10K small preset);
 the state-dict layouts (names, shapes, order, counts) of the fixture encoders and of the four
 released presets (small, base, large, dl3dv_base). Any number of context views (>= 2) and any

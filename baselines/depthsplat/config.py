@@ -135,7 +135,7 @@ class EncoderDepthSplatCfg:
 # Presets (upstream scripts / MODEL_ZOO of the Oct-2024 release). Only ``dl3dv_base`` (the PM-Loss
 # base) and ``re10k_small`` are checked against golden tensors; all four released presets build
 # exactly the layouts of ../shared/parity/depthsplat/preset_state_dict_keys.json
-# (tests/test_depthsplat_presets.py). ``cpu_tiny`` is not an upstream model.
+# (tests/depthsplat/test_presets.py). ``cpu_tiny`` is not an upstream model.
 # ---------------------------------------------------------------------------------------------
 
 

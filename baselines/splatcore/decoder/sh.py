@@ -4,7 +4,7 @@ The upstream (``diff-gaussian-rasterization-modified``) renderer evaluates the s
 real-SH polynomials (orthonormal on the sphere, Condon-Shortley sign pattern, order m = -l..l)
 at the *permuted* unit direction (x, y, z) := (d_z, d_x, d_y), where d = normalise(mean - camera
 centre) in world coordinates. Relation to e3nn (polar axis y, same m = -l..l order; checked in
-tests/test_render_sh.py)::
+tests/splatcore/decoder/test_sh.py)::
 
     permuted_sh_basis(d)[l*l + l + m] == (-1)**m * e3nn.o3.spherical_harmonics(
         l, d, normalize=True, normalization="integral")[l + m]

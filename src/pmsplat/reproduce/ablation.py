@@ -152,10 +152,12 @@ def cut_note(plan: Plan, every: list[AblationVariant]) -> str:
     chosen = {v.name for v in plan.variants}
     skipped = [v.name for v in every if v.name not in chosen]
     estimate = estimate_seconds(plan)
+    long_cut = "" if s.long_factor >= 4 else " rather than 4x: it is the comparison's own fine-tune, reused"
     text = (
         "The default MVSplat schedule is sized to fit in 60 minutes on 2 CPU cores; to fit, every short variant is "
         f"fine-tuned {s.finetune_steps} steps from the same {s.base_steps}-step base (the long variant "
-        f"{s.long_factor * s.finetune_steps} steps), {len(s.seeds)} seeds each, with one warm-up form (PM-Loss off for "
+        f"{s.long_factor * s.finetune_steps} steps, {s.long_factor}x{long_cut}), {len(s.seeds)} seeds each, with one "
+        "warm-up form (PM-Loss off for "
         "the first half, no ramp), one robust kernel (Huber; the trimmed mean is not run), and teacher quality only "
         "through the synthetic teacher's degradations."
     )
