@@ -12,7 +12,9 @@ HISTORY_FILE = "train_history.csv"
 
 class HistoryWriter(Callback):
     """Appends ``pl_module.last_train_record`` (+ the first group's lr) to a CSV after each
-    training step (rank 0), so a loss curve survives an interrupted run; ``rows`` keeps them."""
+    training step (rank 0), so a loss curve survives an interrupted run; ``rows`` keeps them.
+    A key that first appears later (e.g. the PM term after a warm-up) widens the header: the
+    file is rewritten with the new column, empty in the earlier rows, so nothing is dropped."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -25,13 +27,17 @@ class HistoryWriter(Callback):
         row = dict(pl_module.last_train_record)
         row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         self.rows.append(row)
-        if self.columns is None:
-            self.columns = ["step"] + sorted(k for k in row if k != "step")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("w", newline="") as handle:
-                csv.writer(handle).writerow(self.columns)
-        with self.path.open("a", newline="") as handle:
-            csv.writer(handle).writerow([row.get(c, "") for c in self.columns])
+        if self.columns is not None and set(row) <= set(self.columns):
+            with self.path.open("a", newline="") as handle:
+                csv.writer(handle).writerow([row.get(c, "") for c in self.columns])
+            return
+        known = set(self.columns or []) | set(row)
+        self.columns = ["step"] + sorted(k for k in known if k != "step")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.columns)
+            writer.writerows([r.get(c, "") for c in self.columns] for r in self.rows)
 
 
 __all__ = ["HISTORY_FILE", "HistoryWriter"]

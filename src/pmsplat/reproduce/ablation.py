@@ -1,7 +1,8 @@
 """The ablation's outputs: ``ablation.md`` (one table: every variant x split, mean ± std over seeds,
 its PSNR and geometry gain over the matching baseline with the seed-spread verdict), ``ablation.csv``
 (the same numbers, one row per variant x split), ``ablation_runs.csv`` (one row per run) and
-``ablation.png`` (PSNR gain vs geometry gain per variant, one panel per split).
+``ablation.png`` (PSNR gain vs geometry gain per variant, one panel per split). The Markdown also
+says where in the image the PSNR changes and how the PM term evolved during each fine-tune.
 
 Gains are against the variant's reference (:attr:`AblationVariant.reference`: the baseline
 fine-tuned for the same number of steps from the same base with the same seed and data order):
@@ -130,6 +131,52 @@ def regions_gain_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+PM_RAW_KEY = "loss/pm/raw_mean"  # the Chamfer distance before the weight, logged by the PM-Loss term
+
+
+def pm_term_rows(plan: Plan, results: dict[str, dict]) -> list[dict]:
+    """How the PM term behaved during each PM-Loss fine-tune, from the training histories: the raw
+    Chamfer distance (``loss/pm/raw_mean``, before the weight; scale-invariant variants log it over
+    the prediction's squared scale) averaged over the first and the last tenth of the steps where
+    it was logged, their ratio, and the weighted PM term over the photometric loss (total − PM) in
+    the last tenth. Mean ± std over seeds; runs without a logged PM term are left out."""
+    rows = []
+    for variant in plan.variants:
+        if not variant.pm:
+            continue
+        start, end, ratio, share = [], [], [], []
+        for spec in plan.runs:
+            if spec.kind != "train" or spec.variant != variant.name:
+                continue
+            history = [r for r in results.get(spec.name, {}).get("history") or []
+                       if PM_RAW_KEY in r and "loss/pm" in r and "loss/total" in r]
+            if not history:
+                continue
+            tenth = max(1, len(history) // 10)
+            first, last = history[:tenth], history[-tenth:]
+            a = math.fsum(r[PM_RAW_KEY] for r in first) / len(first)
+            b = math.fsum(r[PM_RAW_KEY] for r in last) / len(last)
+            pm = math.fsum(r["loss/pm"] for r in last) / len(last)
+            photometric = math.fsum(r["loss/total"] - r["loss/pm"] for r in last) / len(last)
+            start.append(a)
+            end.append(b)
+            ratio.append(b / a if a > 0 else math.nan)
+            share.append(pm / photometric if photometric > 0 else math.nan)
+        if start:
+            rows.append({"variant": variant.name, "seeds": len(start), "raw_start": spread(start)[:2],
+                         "raw_end": spread(end)[:2], "end_over_start": spread(ratio)[:2],
+                         "pm_over_photometric": spread(share)[:2]})
+    return rows
+
+
+def pm_term_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["variant", "seeds", "raw Chamfer, first tenth", "raw Chamfer, last tenth", "last / first",
+              "PM term / photometric loss, last tenth"]
+    body = [[row["variant"], str(row["seeds"]), _fmt(*row["raw_start"]), _fmt(*row["raw_end"]),
+             _fmt(*row["end_over_start"], digits=2), _fmt(*row["pm_over_photometric"], digits=2)] for row in rows]
+    return header, body
+
+
 def _variant_lines(plan: Plan) -> list[list[str]]:
     lines = []
     for variant in plan.variants:
@@ -235,6 +282,18 @@ def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dic
         "lies inside / outside every context view's frustum (the last column is the share of pixels outside)."
     )
     parts.append("")
+    pm_rows = pm_term_rows(plan, results)
+    if pm_rows:
+        parts += ["## The PM term during fine-tuning", ""]
+        header, body = pm_term_table(pm_rows)
+        parts += [markdown_table(body, header), ""]
+        parts.append(
+            "From the training histories: the raw Chamfer distance (before the weight; squared scene units of the "
+            "prediction, divided by the prediction's squared scale for the scale-invariant variant) averaged over the "
+            "first and the last tenth of the steps where the PM term was on, and the weighted PM term over the "
+            "photometric loss (MSE + LPIPS) in the last tenth. A ratio last / first near 1 means the fine-tune did "
+            "not reduce the PM term; a PM term / photometric above 1 means the PM term is the larger part of the loss.")
+        parts.append("")
     if figure is not None:
         parts += ["## Figure", "", "![PSNR gain vs geometry gain](ablation.png)", "",
                   "*PSNR gain vs geometry gain per variant (error bars: std over seeds of the paired gains); "

@@ -153,6 +153,20 @@ def _metrics(variant: str, seed: int, split: str) -> dict[str, float]:
             "scale_ratio": 1.0 - (0.3 if variant.startswith("pmloss") else 0.0), "scenes": 8.0}
 
 
+def _history(variant: str, seed: int) -> list[dict[str, float]]:
+    """20 logged steps; PM variants log a raw Chamfer 10 + seed - 0.25 * step (the PM term at weight
+    0.01) next to a photometric loss of 0.02; the first 4 steps log no PM term (a warm-up)."""
+    rows = []
+    for step in range(24):
+        row = {"step": float(step), "loss/mse": 0.02}
+        if variant != "baseline" and not variant.startswith("baseline") and step >= 4:
+            raw = 10.0 + seed - 0.25 * (step - 4)
+            row.update({"loss/pm/raw_mean": raw, "loss/pm": 0.01 * raw})
+        row["loss/total"] = row["loss/mse"] + row.get("loss/pm", 0.0)
+        rows.append(row)
+    return rows
+
+
 @pytest.fixture
 def constructed(tmp_path, monkeypatch):
     plan = make_ablation_plan("mvsplat", root=tmp_path / "data", schedule=SMOKE,
@@ -163,7 +177,7 @@ def constructed(tmp_path, monkeypatch):
         checkpoint.parent.mkdir(parents=True)
         torch.save({"state_dict": {"encoder.w": torch.tensor([float(len(spec.name))])}}, checkpoint)
         return {"checkpoint": "checkpoints/last.ckpt", "weights": weights_digest(checkpoint), "overrides": spec.overrides,
-                "history": []}
+                "history": _history(spec.variant, spec.seed)}
 
     def fake_evaluate(spec, directory, checkpoint, max_scenes):
         return {"averages": _metrics(spec.variant, spec.seed, spec.split), "rows": [], "notes": []}
@@ -256,3 +270,18 @@ def test_cli_schedule_choices_are_the_protocols_schedules() -> None:
     assert list(action.choices) == list(SYNTHETIC_SCHEDULES) == list(ABLATION_SCHEDULES)
     long_main, long_ablation = SYNTHETIC_SCHEDULES["long"]["mvsplat"], ABLATION_SCHEDULES["long"]["mvsplat"]
     assert long_ablation.finetune_steps * long_ablation.long_factor == long_main.finetune_steps
+
+
+def test_pm_term_table_from_the_training_histories(constructed) -> None:
+    plan, out, report = constructed
+    from pmsplat.reproduce.ablation import pm_term_rows
+
+    # The PM steps are 4..23 (20 rows); a tenth is 2 rows. Seed 0: first (10 + 9.75) / 2 = 9.875,
+    # last (5.5 + 5.25) / 2 = 5.375; seed 1 adds 1 to both: last / first 0.5443 and 0.5862 (mean 0.565,
+    # std 0.030). PM / photometric = 0.01 * last / 0.02 = 2.6875 and 3.1875 (mean 2.94, std 0.354).
+    text = report.read_text()
+    assert "## The PM term during fine-tuning" in text
+    assert "| pmloss | 2 | 10.375 ± 0.707 | 5.875 ± 0.707 | 0.57 ± 0.03 | 2.94 ± 0.35 |" in text
+    assert "| baseline |" not in text.split("## The PM term during fine-tuning")[1].split("##")[0]
+    results = {spec.name: {"history": []} for spec in plan.runs}
+    assert pm_term_rows(plan, results) == []  # no logged PM term: no row, no division by zero
