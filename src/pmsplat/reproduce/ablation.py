@@ -289,7 +289,8 @@ def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dic
         parts += [markdown_table(body, header), ""]
         parts.append(
             "From the training histories: the raw Chamfer distance (before the weight; squared scene units of the "
-            "prediction, divided by the prediction's squared scale for the scale-invariant variant) averaged over the "
+            "prediction, divided by the prediction's squared scale for the scale-invariant variant, through the kernel "
+            "for the robust one) averaged over the "
             "first and the last tenth of the steps where the PM term was on, and the weighted PM term over the "
             "photometric loss (MSE + LPIPS) in the last tenth. A ratio last / first near 1 means the fine-tune did "
             "not reduce the PM term; a PM term / photometric above 1 means the PM term is the larger part of the loss.")

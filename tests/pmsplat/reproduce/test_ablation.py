@@ -28,7 +28,7 @@ from testkit import REPO_ROOT as REPO
 
 SMOKE = ABLATION_SCHEDULES["smoke"]["mvsplat"]
 EXPECTED = ["baseline", "pmloss", "weight_0.001", "weight_0.02", "warmup", "confidence", "huber", "bidirectional",
-            "stop_gradient", "scale_invariant", "teacher_perfect", "teacher_doubled", "baseline_x2", "pmloss_x2"]
+            "stop_gradient", "scale_invariant", "scale_invariant_0.2", "teacher_perfect", "teacher_doubled", "baseline_x2", "pmloss_x2"]
 
 
 def _value(overrides: list[str], key: str) -> str | None:
@@ -68,13 +68,15 @@ def test_overrides_per_variant(tmp_path) -> None:
         assert runs[variant][0] == "+experiment=pmloss_mvsplat_synthetic_cpu"
         assert _value(runs[variant], "teacher") == "synthetic"
     weights = {v: float(_value(runs[v], "loss.pm.weight")) for v in pm_variants}
-    assert weights == {v: {"weight_0.001": 0.001, "weight_0.02": 0.02}.get(v, 0.005) for v in pm_variants}
+    assert weights == {v: {"weight_0.001": 0.001, "weight_0.02": 0.02, "scale_invariant_0.2": 0.2}.get(v, 0.005)
+                       for v in pm_variants}
     assert _value(runs["warmup"], "loss.pm.apply_after_step") == str(SMOKE.finetune_steps // 2)
     assert _value(runs["confidence"], "loss.pm.confidence_weighting") == "true"
     assert _value(runs["huber"], "loss.pm.robust") == "huber"
     assert _value(runs["bidirectional"], "loss.pm.bidirectional") == "true"
     assert _value(runs["stop_gradient"], "loss.pm.stop_gradient_alignment") == "true"
     assert _value(runs["scale_invariant"], "loss.pm.scale_invariant") == "true"
+    assert _value(runs["scale_invariant_0.2"], "loss.pm.scale_invariant") == "true"
     defaults = SyntheticTeacherCfg()
     for knob in TEACHER_DEGRADATIONS:
         assert float(_value(runs["teacher_perfect"], f"teacher.{knob}")) == 0.0
