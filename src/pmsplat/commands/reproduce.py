@@ -27,6 +27,12 @@ def _datasets() -> tuple[str, ...]:
     return DATASETS
 
 
+def _schedules() -> list[str]:
+    from pmsplat.reproduce.protocol import SYNTHETIC_SCHEDULES
+
+    return list(SYNTHETIC_SCHEDULES)
+
+
 def _teachers() -> list[str]:
     from pmsplat.reproduce.protocol import teachers
 
@@ -48,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pointmap teacher, one of %(choices)s (default: synthetic on synthetic data, vggt otherwise)")
     p.add_argument("--gpus", type=int, help="number of GPUs (DDP when > 1)")
     p.add_argument("--out", type=Path, help="output folder (default outputs/reproduce/<baseline>)")
-    p.add_argument("--schedule", default="default", choices=["default", "long", "smoke"],  # = SYNTHETIC_SCHEDULES keys (tested)
-                   help="synthetic schedule: default (MVSplat on 2 CPU cores: base 480 + fine-tunes 240 steps, the "
+    p.add_argument("--schedule", default="default", choices=LazyChoices(_schedules), metavar="SCHEDULE",
+                   help="synthetic schedule, one of %(choices)s: default (MVSplat on 2 CPU cores: base 480 + fine-tunes 240 steps, the "
                         "comparison ~11 min), long (base 600 + 300 steps, ~14 min) or smoke (seconds; for tests); "
                         "--dry-run prints the estimate")
     p.add_argument("--ablation", action="store_true",
