@@ -195,7 +195,8 @@ def run_precompute(args: argparse.Namespace) -> int:
               "command again to resume.", file=sys.stderr)
         return 130
     print(
-        f"Shard {args.shard}: {summary.computed} scene(s) computed, {summary.already_done} already done, "
+        f"Shard {args.shard}: {summary.computed} scene(s) computed ({summary.repaired} of them to repair a corrupt or "
+        f"missing file), {summary.already_done} already done (checksums verified), "
         f"{summary.skipped} skipped by the loader, of {summary.total}; {summary.bytes_written / 1e6:.1f} MB written, "
         f"teacher {summary.teacher_seconds:.1f} s, total {time.perf_counter() - start:.1f} s -> {args.out}"
     )

@@ -108,6 +108,8 @@ class BuildSummary:
     total: int
     computed: int = 0
     already_done: int = 0
+    #: scenes whose record or data file was corrupt (unreadable record, wrong size or sha256): recomputed
+    repaired: int = 0
     skipped: int = 0
     bytes_written: int = 0
     teacher_seconds: float = 0.0
@@ -385,9 +387,17 @@ def precompute(
     summary = BuildSummary(total=len(mine))
     pending: dict[Path, list[str]] = {}
     for scene in mine:
-        if store.record_is_complete(cfg.out, store.read_record(cfg.out, scene)):
+        try:
+            record = store.read_record(cfg.out, scene)
+        except DataError:  # a record that does not parse or belongs to another scene: redo the scene
+            record, corrupt = None, True
+        else:
+            corrupt = False
+        if store.record_is_complete(cfg.out, record, checksum=True):
             summary.already_done += 1
             continue
+        if corrupt or (record is not None and record.get("status") != "skipped"):
+            summary.repaired += 1  # a record exists but its data file is missing, truncated or bit-flipped
         pending.setdefault(dataset.index[scene], []).append(scene)
     done = summary.already_done
     if progress is not None and done:

@@ -187,11 +187,14 @@ def read_record(cache: Path, scene: str) -> dict | None:
     return record
 
 
-def record_is_complete(cache: Path, record: dict | None) -> bool:
-    """A record whose data file exists with the recorded size (or a skipped scene)."""
+def record_is_complete(cache: Path, record: dict | None, checksum: bool = False) -> bool:
+    """A record whose data file exists with the recorded size (or a skipped scene); with
+    ``checksum`` the file's sha256 must also equal the record's (a bit flip keeps the size)."""
     if record is None:
         return False
     if record.get("status") == "skipped":
         return True
     data_path = Path(cache) / SCENE_DIR / record["file"]
-    return data_path.is_file() and data_path.stat().st_size == record["bytes"]
+    if not (data_path.is_file() and data_path.stat().st_size == record["bytes"]):
+        return False
+    return not checksum or sha256_file(data_path) == record.get("sha256")

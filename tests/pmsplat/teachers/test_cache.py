@@ -289,6 +289,30 @@ def test_resume_after_interrupt_skips_finished_scenes(dataset_root, cache, tmp_p
         assert store.scene_paths(out, scene)[0].read_bytes() == store.scene_paths(cache, scene)[0].read_bytes()
 
 
+def test_precompute_recomputes_bit_flipped_and_corrupt_records(dataset_root, cache, tmp_path):
+    """Re-running precompute on a cache with a bit-flipped data file (same size: only the sha256
+    tells) and an unreadable record recomputes exactly those two scenes, as `verify` advises."""
+    out = tmp_path / "repaired"
+    shutil.copytree(cache, out)
+    listed = sorted(json.loads((out / store.SCENE_LIST).read_text()))
+    flipped, broken, intact = listed
+    data_path = store.scene_paths(out, flipped)[0]
+    raw = bytearray(data_path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    data_path.write_bytes(bytes(raw))
+    store.scene_paths(out, broken)[1].write_text("{not json")
+    assert not verify_cache(out).ok
+    intact_stamp = store.scene_paths(out, intact)[0].stat().st_mtime_ns
+    resumed = CountingTeacher()
+    summary = precompute(build_cfg(dataset_root, out), teacher=resumed)
+    assert sorted(resumed.scenes) == sorted([flipped, broken])
+    assert summary.repaired == 2 and summary.computed == 2 and summary.already_done == 1
+    assert store.scene_paths(out, intact)[0].stat().st_mtime_ns == intact_stamp
+    assert verify_cache(out).ok
+    for scene in listed:
+        assert store.scene_paths(out, scene)[0].read_bytes() == store.scene_paths(cache, scene)[0].read_bytes()
+
+
 def test_two_shards_fill_disjoint_parts_and_verify_together(dataset_root, cache, tmp_path):
     out = tmp_path / "sharded"
     first, second = CountingTeacher(), CountingTeacher()
