@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + evaluation_overrides(args.index, args.ground_truth) + [f"output_dir={args.out}"]
     result = evaluate_checkpoint(overrides, args.checkpoint, max_scenes=args.max_scenes, label=str(args.index.name))
     if not result.rows:
+        skipped = [note for note in result.notes if "skipped" in note]
+        if skipped:
+            raise InputError(f"no scene of {args.index} could be evaluated: the loader {skipped[0].split(': ', 1)[1]} "
+                             "Fix the dataset settings (e.g. dataset.image_shape) or the data.")
         raise InputError(f"no scene of {args.index} was found in the test split; check dataset.roots and the index.")
     write_table(result.rows, args.out / "scores")
     summary = {"checkpoint": str(args.checkpoint), "index": str(args.index), **result.averages()}

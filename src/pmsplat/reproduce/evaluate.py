@@ -163,12 +163,17 @@ def evaluate_checkpoint(
         load_pretrained(model, run_cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    loader = DataModule(run_cfg.dataset, run_cfg.data_loader).test_dataloader()
+    data_module = DataModule(run_cfg.dataset, run_cfg.data_loader)
+    loader = data_module.test_dataloader()
     cfg = dataclasses.replace(cfg or EvaluationConfig(), max_scenes=max_scenes)
     total = min(len(loader.dataset), max_scenes) if max_scenes else len(loader.dataset)
     with Progress(transient=True) as progress:
         task = progress.add_task(f"evaluating {label}".strip(), total=total)
-        return evaluate(
+        result = evaluate(
             model.encoder, model.decoder, loader, data_shim=model.encoder.get_data_shim(), device=device,
             cfg=cfg, progress=lambda n: progress.update(task, completed=n),
         )
+    if data_module.skip_counters["test"].total():
+        # the loader's skips (image size, FOV, too few frames, ...) say why a scene has no row
+        result.notes.append(data_module.skip_report("test"))
+    return result
