@@ -134,7 +134,7 @@ def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
     _warn_ignored(container)
     loaders = container.get("data_loader", {})
     data_loader = DataLoaderCfg(
-        **{stage: cfg_from_dict(DataLoaderStageCfg, loaders.get(stage)) for stage in ("train", "test", "val") if stage in loaders}
+        **{stage: cfg_from_dict(DataLoaderStageCfg, loaders.get(stage), f"data_loader.{stage}") for stage in ("train", "test", "val") if stage in loaders}
     )
     baseline = container.get("baseline")
     if not baseline:
@@ -147,10 +147,10 @@ def typed_config(cfg: DictConfig, check_files: bool = True) -> RunConfig:
         decoder=decoder_cfg_from_dict(container["model"]["decoder"]),
         dataset=dataset_cfg_from_dict(container["dataset"]),
         data_loader=data_loader,
-        optimizer=cfg_from_dict(OptimizerCfg, container.get("optimizer")),
-        train=cfg_from_dict(TrainCfg, container.get("train")),
-        test=cfg_from_dict(TestCfg, container.get("test")),
-        checkpointing=cfg_from_dict(CheckpointingCfg, container.get("checkpointing")),
+        optimizer=cfg_from_dict(OptimizerCfg, container.get("optimizer"), "optimizer"),
+        train=cfg_from_dict(TrainCfg, container.get("train"), "train"),
+        test=cfg_from_dict(TestCfg, container.get("test"), "test"),
+        checkpointing=cfg_from_dict(CheckpointingCfg, container.get("checkpointing"), "checkpointing"),
         losses=loss_cfgs_from_dict(container.get("loss") or {}),
         output_dir=Path(output_dir),
         run_name=str(container.get("wandb", {}).get("name") or "local"),

@@ -134,7 +134,10 @@ class TrainerCfg(Mapping):
         """Known keys become fields (values as given: an int ``val_check_interval`` stays an int,
         i.e. step-based), the others go to ``extra``."""
         known = {f.name for f in fields(cls)} - {"extra"}
+        from ..config_types import check_field_types
+
         values = dict(values or {})
+        check_field_types(cls, values, "trainer")
         return cls(**{k: values.pop(k) for k in list(values) if k in known}, extra=values)
 
     @property
@@ -157,10 +160,14 @@ class TrainerCfg(Mapping):
         return len(self._items())
 
 
-def cfg_from_dict(cls: type, values: dict[str, Any] | None) -> Any:
-    """Build a config dataclass from a mapping, ignoring unknown keys (as upstream's dacite)."""
+def cfg_from_dict(cls: type, values: dict[str, Any] | None, prefix: str = "") -> Any:
+    """Build a config dataclass from a mapping, ignoring unknown keys (as upstream's dacite).
+    Values of a wrong type are one ConfigError naming ``<prefix>.<key>`` (see config_types)."""
     import dacite
 
+    from ..config_types import check_field_types
+
+    check_field_types(cls, values, prefix)
     return dacite.from_dict(
         cls, dict(values or {}), config=dacite.Config(cast=[Path, float], strict=False)
     )
