@@ -40,6 +40,8 @@ setup(
         "einops>=0.7",
         "numpy",
         "scipy>=1.10",
+        # the fast exact CPU kNN engine of PM-Loss (pmsplat.knn "pykdtree"; cKDTree is the fallback)
+        "pykdtree>=1.3",
         "safetensors",
         "rich",
         "pillow",

@@ -8,11 +8,14 @@ translation), as VGGT's output is. Sizes N = V*H*W: 16,384 (2x64x128), 65,536 (2
 
 Compared in the same run, all exact:
 - kNN (prediction -> aligned teacher, as inside the loss): this code (``nearest_neighbors``,
-  method "auto") vs scipy cKDTree with its default build (balanced, compact; float64 arrays
-  prepared outside the timing) vs the chunked torch brute force; brute force is timed only up to
-  ``--brute-max`` points and extrapolated as N^2 above that (marked "extrapolated").
-- pm_loss forward + backward: default (official-equivalent) settings vs the same loss with the
-  brute-force kNN engine (timed up to ``--brute-max``, extrapolated above).
+  method "auto", i.e. pykdtree on CPU) vs scipy cKDTree build+query alone (default build:
+  balanced, compact; float64 arrays prepared outside the timing) vs pykdtree build+query alone
+  (same float64 arrays, the engine's leaf size) vs the chunked torch brute force; brute force is
+  timed only up to ``--brute-max`` points and extrapolated as N^2 above that ("extrapolated").
+- pm_loss forward + backward: default settings (knn "auto" = pykdtree on CPU) vs the same loss
+  with the cKDTree engine (knn "kdtree") vs the brute-force engine (timed up to ``--brute-max``,
+  extrapolated above). The issue #24 goal is the ratio pm_loss (auto) / cKDTree build+query
+  alone at 688k points, both from this one run (target <= 0.5).
 On CUDA (when available, or ``--device cuda``) the same table is measured with the grid engine.
 
     .venv/bin/python benchmarks/bench_pmloss.py [--threads 2] [--repeats 3] [--output PATH]
@@ -76,6 +79,7 @@ def measure(device: str, threads: int, repeats: int, brute_max: int) -> list[dic
 
     from pmsplat.align import similarity_align
     from pmsplat.knn import brute_force_search, nearest_neighbors
+    from pmsplat.knn.pykdtree_engine import LEAFSIZE, pykdtree_available
     from pmsplat.loss import pm_loss
 
     rows = []
@@ -97,6 +101,15 @@ def measure(device: str, threads: int, repeats: int, brute_max: int) -> list[dic
 
             def scipy_knn():
                 cKDTree(t64).query(p64, k=1, workers=threads)
+
+            contenders["loss_kdtree"] = lambda: loss_step("kdtree")
+            if pykdtree_available():
+                from pykdtree.kdtree import KDTree
+
+                def pykdtree_knn():
+                    KDTree(t64, leafsize=LEAFSIZE).query(p64, k=1)
+
+                contenders["pykdtree"] = pykdtree_knn
 
             def scipy_drop_in():  # the same job as nearest_neighbors: torch in, index + distance out
                 refs = np.asarray(aligned[0].numpy(), dtype=np.float64)
@@ -150,6 +163,21 @@ def machine(device: str, threads: int) -> str:
 def table(rows: list[dict], device: str) -> str:
     mark = lambda row, key: "*" if row[f"{key}_extrapolated"] else ""  # noqa: E731
     lines = []
+    if device == "cpu" and "pykdtree" in rows[0]:
+        lines += [
+            "Build+query alone (float64 arrays prepared outside the timing) and pm_loss forward + backward with each",
+            "engine; every ratio is against scipy cKDTree build+query alone in the same run (< 1 = faster than it).",
+            "",
+            "| N per example | cKDTree b+q (s) | pykdtree b+q (s) | pykdtree / cKDTree | pm_loss, pykdtree (auto) (s) "
+            "| pm_loss / cKDTree | pm_loss, cKDTree engine (s) | pm_loss (cKDTree engine) / cKDTree |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['n']:,} | {r['scipy']:.3f} | {r['pykdtree']:.3f} | {r['pykdtree'] / r['scipy']:.2f} | "
+                f"{r['loss']:.3f} | {r['loss'] / r['scipy']:.2f} | {r['loss_kdtree']:.3f} | {r['loss_kdtree'] / r['scipy']:.2f} |"
+            )
+        lines.append("")
     if device == "cpu":
         lines += [
             "| N per example | views x H x W | kNN: this code (s) | scipy drop-in (s) | scipy build+query only (s) "
@@ -205,6 +233,20 @@ def training_step(steps: int, batch: int, views: int, size: int, threads: int) -
     return durations[len(durations) // 2]
 
 
+def _kept_sections(path: Path) -> str:
+    """The ``## `` sections of an existing results file that this script does not write (notes
+    added by hand, e.g. other issues' measurements), to append after the regenerated ones."""
+    if not path.exists():
+        return ""
+    kept, keep = [], False
+    for line in path.read_text().splitlines(keepends=True):
+        if line.startswith("## "):
+            keep = line.strip() not in ("## CPU", "## CUDA")
+        if keep:
+            kept.append(line)
+    return ("\n" + "".join(kept)) if kept else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", action="store_true", help="time the PMLoss training step instead (no results file)")
@@ -227,11 +269,13 @@ def main() -> int:
             print("CUDA requested but not available", file=sys.stderr)
             return 1
         devices.remove("cuda")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     sections = []
     for device in devices:
         rows = measure(device, args.threads, args.repeats, args.brute_max if device == "cpu" else 16 * args.brute_max)
-        sections.append(f"## {device.upper()}\n\nMachine: {machine(device, args.threads)}\n\n{table(rows, device)}\n")
+        load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+        loads = f"load average (1/5/15 min) at start {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}, at end {load_end[0]:.2f}/{load_end[1]:.2f}/{load_end[2]:.2f}"
+        sections.append(f"## {device.upper()}\n\nMachine: {machine(device, args.threads)}; {loads}\n\n{table(rows, device)}\n")
     if "cuda" not in devices:
         sections.append(
             "## CUDA\n\nNot measured: no CUDA device on this machine. The grid engine (the CUDA default) is checked\n"
@@ -242,18 +286,20 @@ def main() -> int:
     text = (
         "# PM-Loss: nearest-neighbour search and loss speed\n\n"
         f"Measured {now} with `benchmarks/bench_pmloss.py` (best of {args.repeats} round-robin runs, one fewer at 688k; "
-        f"1-minute load average at start: {load:.1f}).\n"
+        f"1-minute load average at start: {load[0]:.1f}).\n"
         "One example (B = 1) per row; float32 points; exact search everywhere. `*` = brute force not run at\n"
         "that size but extrapolated from the largest timed size as N^2 (the loss column: the measured\n"
         "default loss plus the extrapolated extra search time). Ratios are this code's speed-up (> 1 = faster).\n"
         "\"scipy drop-in\" does the same job as `nearest_neighbors` (torch tensors in, float64 conversion, cKDTree\n"
         "with default build, query, torch gather + squared distance out); \"scipy build+query only\" times just\n"
         "`cKDTree(refs).query(queries)` on float64 arrays prepared outside the timing. This code's CPU engine is\n"
-        "that same cKDTree, built unbalanced with 32-point leaves (faster build, same or faster query).\n"
+        "pykdtree (OpenMP k-d tree, searched in float64 so indices are exact in the true metric; method \"auto\"),\n"
+        "with cKDTree (built unbalanced with 32-point leaves) as the fallback when pykdtree is not installed.\n"
         "On a shared machine (load average well above the core count) every torch op pays thread-scheduling\n"
         "delays (tens of ms), which inflates this code's small-N times; compare rows of one run only.\n\n"
         + "\n".join(sections)
     )
+    text += _kept_sections(args.output)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)

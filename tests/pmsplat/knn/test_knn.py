@@ -8,8 +8,9 @@ import torch
 
 from pmsplat.errors import InputError
 from pmsplat.knn import brute_force_search, grid_search, kdtree_search, nearest_neighbors
+from pmsplat.knn.pykdtree_engine import pykdtree_available
 
-ENGINES = ["brute", "kdtree", "grid"]
+ENGINES = ["brute", "kdtree", "grid"] + (["pykdtree"] if pykdtree_available() else [])
 
 
 def _numpy_nearest(queries: np.ndarray, references: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
