@@ -62,6 +62,14 @@ BASELINE ?= mvsplat
 reproduce-ablation: setup
 	$(VENV)/bin/pmsplat reproduce --ablation --baseline $(BASELINE) $(if $(ROOT),--root $(ROOT)) $(if $(VARIANTS),--variants $(VARIANTS))
 
+# Pretrain the synthetic CPU base (pmsplat pretrain; resumable: run it again after a kill) and export
+# checkpoints/synthetic/$(BASELINE)_base.safetensors + .provenance.json. BASELINE=mvsplat|depthsplat;
+# optional STEPS (budget, default 8000 for mvsplat, 2000 for depthsplat), SCENES (training scenes, default 32), OUT (run folder),
+# PRETRAIN_ARGS (more options / Hydra overrides).
+.PHONY: pretrain-synthetic
+pretrain-synthetic: setup
+	$(VENV)/bin/pmsplat pretrain --baseline $(BASELINE) $(if $(STEPS),--max-steps $(STEPS)) $(if $(SCENES),--scenes $(SCENES)) $(if $(OUT),--out $(OUT)) $(PRETRAIN_ARGS)
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "teacher": Command("pmsplat.commands.teacher", "precompute / verify an offline teacher cache", 1),
     "evaluate": Command("pmsplat.commands.evaluate", "evaluate a checkpoint + config on a dataset"),
     "reproduce": Command("pmsplat.commands.reproduce", "baseline vs baseline + PM-Loss, end to end"),
+    "pretrain": Command("pmsplat.commands.pretrain", "train the synthetic CPU base until converged (resumable)"),
 }
 
 # Top-level packages of this repository: a ModuleNotFoundError naming one of them is a bug, not a

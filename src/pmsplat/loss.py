@@ -60,7 +60,7 @@ def _register_resolver() -> None:
 
 _register_resolver()
 
-KNN_METHODS = ("auto", "brute", "kdtree", "grid")
+KNN_METHODS = ("auto", "brute", "pykdtree", "kdtree", "grid")
 ROBUST_KERNELS = ("none", "huber", "trimmed")
 
 
@@ -82,7 +82,8 @@ class PMLossConfig:
         through the normaliser. The loss is then unchanged when the prediction is scaled (and
         rotated/translated): it no longer pulls the prediction towards a smaller scale.
         ``ignore_large_loss`` applies to the normalised value.
-    knn_method: engine of :func:`pmsplat.knn.nearest_neighbors` ("auto", "brute", "kdtree", "grid").
+    knn_method: engine of :func:`pmsplat.knn.nearest_neighbors` ("auto", "brute", "pykdtree", "kdtree",
+        "grid").
     """
 
     weight: float = PM_WEIGHT
@@ -108,7 +109,7 @@ class PMLossConfig:
         if not self.large_loss_factor >= 0:
             raise InputError(f"PMLossConfig.large_loss_factor must be >= 0, got {self.large_loss_factor}.")
         if self.knn_method not in KNN_METHODS:
-            raise InputError(f"pm_loss: unknown knn_method {self.knn_method!r}; use 'auto', 'brute', 'kdtree' or 'grid'.")
+            raise InputError(f"pm_loss: unknown knn_method {self.knn_method!r}; use 'auto', 'brute', 'pykdtree', 'kdtree' or 'grid'.")
 
     @classmethod
     def of(cls, config: "PMLossConfig | None" = None, **options: Any) -> "PMLossConfig":

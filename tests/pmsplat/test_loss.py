@@ -328,3 +328,10 @@ def test_scale_invariant_is_off_by_default_and_reaches_the_module() -> None:
     off = PMLoss(TensorTeacher(points), weight=1.0, ignore_large_loss=None)(means, images)
     np.testing.assert_allclose(float(on), _reference(pred, teacher, threshold=None, scale_invariant=True)[0], rtol=1e-9)
     np.testing.assert_allclose(float(off), _reference(pred, teacher, threshold=None)[0], rtol=1e-9)
+
+
+def test_pykdtree_knn_method_is_accepted_and_matches_brute_force() -> None:
+    pytest.importorskip("pykdtree")
+    pred, teacher, _ = _problem(3, batch=2, count=50)
+    p, t = torch.tensor(pred), torch.tensor(teacher)
+    torch.testing.assert_close(pm_loss(p, t, knn_method="pykdtree"), pm_loss(p, t, knn_method="brute"))

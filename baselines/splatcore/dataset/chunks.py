@@ -70,6 +70,30 @@ def read_index(directory: Path) -> dict[str, str]:
     return index
 
 
+SKIP_MISSING_HINT = "++dataset.skip_missing_chunks=true"
+
+
+def without_missing_chunks(directory: Path, index: dict[str, str], skip: bool) -> tuple[dict[str, str], list[str]]:
+    """``index`` without the scenes whose chunk file (listed in index.json) is missing on disk, and
+    the sorted names of those missing files. A missing file is a :class:`DataError` naming the
+    files and the fix unless ``skip`` (``dataset.skip_missing_chunks``), so that a partly copied
+    dataset never trains on fewer scenes without a word."""
+    directory = Path(directory)
+    missing = sorted(name for name in set(index.values()) if not (directory / name).is_file())
+    if not missing:
+        return index, []
+    lost = sum(1 for name in index.values() if name in missing)
+    shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} files)" if len(missing) > 5 else "")
+    if not skip:
+        raise DataError(
+            f"{directory / 'index.json'} lists chunk files that do not exist: {shown} ({lost} of its {len(index)} "
+            f"scenes). Restore them (re-download or re-convert the dataset), or pass {SKIP_MISSING_HINT} to use "
+            "the other scenes."
+        )
+    kept = {key: name for key, name in index.items() if name not in missing}
+    return kept, missing
+
+
 def list_chunks(directory: Path, index: dict[str, str], use_index: bool) -> list[Path]:
     """Chunk paths of a stage folder in sorted order: every ``*.torch`` file, or (with
     ``use_index``) the unique file names listed in index.json. Missing listed files are errors."""

@@ -140,6 +140,7 @@ class DatasetCfg:
     test_times_per_scene: int = 1
     train_times_per_scene: int = 1
     use_index_to_load_chunk: bool = False
+    skip_missing_chunks: bool = False  # chunks listed in index.json but missing: an error unless true (a warning)
     highres: bool = False
     sort_target_index: bool = False
     sort_context_index: bool = False

@@ -38,6 +38,7 @@ from .cameras import convert_cameras, field_of_view_degrees, invalid_pose_mask
 from .chunks import list_chunks, load_chunk, read_index, stage_directory
 from .config import STAGES, DatasetCfg
 from .depth import unproject_depth
+from .chunks import without_missing_chunks
 from ..errors import ConfigError, DataError, where
 from .images import ImageDecodeError, decode_image
 from .shims import apply_augmentation_shim, apply_crop_shim
@@ -84,7 +85,14 @@ class ChunkedDataset(IterableDataset):
         self.chunks: list[Path] = []
         for root in cfg.roots:
             directory = stage_directory(root, stage)
-            index = read_index(directory)
+            listed = read_index(directory)
+            index, missing = without_missing_chunks(directory, listed, cfg.skip_missing_chunks)
+            if missing:
+                log.warning(
+                    "%s: skipping %d chunk file(s) listed in index.json but missing on disk (%d of %d scenes; "
+                    "dataset.skip_missing_chunks=true): %s",
+                    directory, len(missing), len(listed) - len(index), len(listed), ", ".join(missing[:5]),
+                )
             for key, name in index.items():
                 if key in self.index:
                     raise DataError(

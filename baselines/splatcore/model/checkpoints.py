@@ -27,15 +27,29 @@ def read_state_dict(path: str | Path, sub_key: str | None = "state_dict", what: 
         raise CheckpointError(
             f"{what} not found: {path} (check the path given in checkpointing.*, or download the file)"
         )
+    label = what if str(path) in what else f"{what} {path}"  # callers often name the path already
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{label} is empty (0 bytes): it was not written completely; delete it and re-create it.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{what} {path} could not be read as a torch checkpoint: {error}") from error
+        raise CheckpointError(f"{label} could not be read as a torch checkpoint ({_load_failure(error)}); "
+                              "the file is corrupt or not a checkpoint: re-create or re-download it.") from error
     if isinstance(checkpoint, Mapping) and sub_key is not None and isinstance(checkpoint.get(sub_key), Mapping):
         checkpoint = checkpoint[sub_key]
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointError(f"{what} {path} does not hold a mapping of tensors")
+        raise CheckpointError(f"{label} does not hold a mapping of tensors")
     return {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+
+
+def _load_failure(error: Exception) -> str:
+    """One line for why torch.load failed: the unpickler's reason instead of torch's multi-line
+    ``weights_only`` advice (which does not apply: a checkpoint of tensors loads with it)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        reasons = [line for line in lines[1:] if not line.startswith(("Please file", "Check the documentation", "WeightsUnpickler"))]
+        return f"unpickling failed: {reasons[0]}" if reasons else "unpickling failed"
+    return lines[0] if lines else type(error).__name__
 
 
 def strip_prefix(state: Mapping[str, Tensor], prefix: str) -> tuple[dict[str, Tensor], list[str]]:

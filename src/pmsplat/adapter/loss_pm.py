@@ -32,6 +32,7 @@ and ``nonfinite_teacher_points``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,21 @@ from splatcore.types import BatchedExample, DecoderOutput, Gaussians
 from torch import Tensor
 
 from pmsplat.loss import PMLoss, PMLossConfig
+
+log = logging.getLogger(__name__)
+
+
+def zero_weight_warning(cfg: LossPmCfg) -> str | None:
+    """The start-up warning for ``loss.pm.weight=0`` (a PM-Loss run that trains without its PM term),
+    or None for a positive weight."""
+    if cfg.weight != 0:
+        return None
+    return (
+        "warning: loss.pm.weight=0, so this run trains WITHOUT a PM-Loss term although loss=[...,pm] is selected "
+        "(the teacher still runs every step); set loss.pm.weight to a positive value (the paper: 0.005) or drop pm "
+        "from loss=[...] for a baseline run."
+    )
+
 
 @dataclass(frozen=True)
 class LossPmCfg(PMLossConfig):
@@ -93,10 +109,14 @@ class LossPm(Loss[LossPmCfg, LossPmCfgWrapper]):
     @staticmethod
     def check_run_config(cfg_wrapper: LossPmCfgWrapper, run: Any) -> None:
         """Start-up checks against the whole typed run config (``splatcore.run_config.RunConfig``),
-        so that a bad combination fails before any data is read rather than at the first step."""
+        so that a bad combination fails before any data is read rather than at the first step; a
+        zero weight is logged as one warning line (:func:`zero_weight_warning`)."""
         from pmsplat.errors import InputError
         from pmsplat.teachers.registry import real_teachers
 
+        warning = zero_weight_warning(cfg_wrapper.pm)
+        if warning is not None:
+            log.warning(warning)
         teacher = cfg_wrapper.pm.teacher
         name = teacher.name
         if teacher.needs_pointmap and not getattr(run.dataset, "load_pointmap", False):

@@ -15,6 +15,10 @@ stored in ``done.json``, ``spec.json`` and the runs' ``config.yaml`` under the r
 folder is relative to the run folder, and a run is identified by its settings and the digest of
 the weights it starts from, never by where it lies: the whole folder can be moved or copied
 (another disk, another machine) and the next call resumes it.
+
+Lock: while a call runs, ``reproduce.lock`` in ``out`` names its owner (PID, host, start time); a
+second call on the same folder stops at once naming that owner, and a lock left by a process that
+died on this host is taken over (:mod:`pmsplat.reproduce.lock`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .lock import hold_lock
 from .protocol import Plan, RunSpec
 from .report import ReportInputs, RunRecord, write_report
 from .stages import artifact, run_stage, weights_digest
@@ -151,9 +156,17 @@ def _evaluate_artifacts(directory: Path, result: dict) -> list[dict[str, str]]:
 
 def execute(plan: Plan, out: Path, log: Callable[[str], None] = _log) -> Path:
     """Run every stage of ``plan`` (skipping finished ones) and write the report (the ablation's
-    for an ablation plan); returns its path."""
+    for an ablation plan); returns its path. The output folder is locked for the whole call
+    (:mod:`pmsplat.reproduce.lock`): a second run on it stops at once with
+    :class:`~pmsplat.reproduce.lock.OutputLockedError`; a stale lock is taken over."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    with hold_lock(out, log):
+        return _execute(plan, out, log)
+
+
+def _execute(plan: Plan, out: Path, log: Callable[[str], None]) -> Path:
+    """:func:`execute` once the output folder is locked."""
     runs_dir = out.resolve() / "runs"
     timings: dict[str, float] = {}
     results: dict[str, dict] = {}

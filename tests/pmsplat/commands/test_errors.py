@@ -55,6 +55,7 @@ CASES: dict[str, tuple[list[str], int]] = {
     "patches status": (["--root", "{tmp}"], 1),
     "patches unapply": (["--root", "{tmp}"], 1),
     "patches verify": (["--root", "{tmp}"], 1),
+    "pretrain": (["--baseline", "mvsplat", "--max-steps", "0"], 2),
     "reproduce": (["--baseline", "mvsplat", "--variants", "huber"], 2),
     "teacher check": (["synthetic", "--teacher-config", "{tmp}/missing.yaml"], 1),
     "teacher list": ([], 1),  # no input to get wrong: a failing registry stands in, see below

@@ -89,3 +89,25 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     cfg = compose_config(tiny_overrides(tmp_path / "data", tmp_path / "out", f"checkpointing.load={tmp_path / 'nope.ckpt'}"))
     with pytest.raises(CheckpointError, match=r"checkpointing.load=.*nope.ckpt does not exist"):
         typed_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", ["is empty (0 bytes)", "re-create"]),
+        (bytes(range(256)) * 20, ["could not be read as a torch checkpoint (unpickling failed", "re-create or re-download"]),
+    ],
+)
+def test_a_corrupt_checkpoint_is_one_line_naming_the_path_once(tmp_path, content, words):
+    """An empty file says so; random bytes give the unpickler's one-line reason, not torch's
+    multi-line weights_only advice; the path appears once although the caller names it too."""
+    from splatcore.model.checkpoints import read_state_dict
+
+    path = tmp_path / "broken.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        read_state_dict(path, what=f"checkpoint {path}")
+    message = str(error.value)
+    assert "\n" not in message and message.count(str(path)) == 1 and "weights_only" not in message
+    for word in words:
+        assert word in message, (word, message)
