@@ -42,8 +42,8 @@ def test_precompute_verify_and_list(dataset_root, tmp_path, capsys):
     # a re-run resumes: nothing left to compute
     assert main(["teacher", "precompute", "--dataset", str(dataset_root), "--out", str(out), "--stage", "test",
                  "--set", "seed=5", "noise_std=0.001"]) == 0
-    out = capsys.readouterr().out
-    assert "0 scene(s) computed (0 of them to repair a corrupt or missing file), 2 already done (checksums verified)" in out
+    printed = capsys.readouterr().out
+    assert "0 scene(s) computed (0 of them to repair a corrupt or missing file), 2 already done (checksums verified)" in printed
     # other options into the same folder: refused with the difference
     assert main(["teacher", "precompute", "--dataset", str(dataset_root), "--out", str(out), "--stage", "test"]) == 1
     assert "options.seed: cache has 5, expected 0" in capsys.readouterr().err
