@@ -16,6 +16,7 @@ from jaxtyping import Bool, Float, Int64
 from torch import Tensor
 
 from pmsplat.errors import MissingDependencyError
+from pmsplat.knn.kdtree import per_batch_host_search
 
 #: Points per leaf; 16 measured fastest (build + query) at 688k float64 points, 8 and 32 within 5 %.
 LEAFSIZE = 16
@@ -54,20 +55,8 @@ def pykdtree_search(
     the tied indices. MissingDependencyError when pykdtree is not installed.
     """
     tree_class = _pykdtree()
-    device = queries.device
-    q_all = np.ascontiguousarray(queries.detach().cpu().numpy(), dtype=np.float64)
-    r_all = np.ascontiguousarray(references.detach().cpu().numpy(), dtype=np.float64)
-    m_all = None if reference_mask is None else reference_mask.cpu().numpy()
-    out = np.empty(queries.shape[:2], dtype=np.int64)
-    for b in range(queries.shape[0]):
-        refs = r_all[b]
-        valid = None
-        if m_all is not None and not m_all[b].all():
-            valid = np.flatnonzero(m_all[b])
-            refs = np.ascontiguousarray(refs[valid])
-        if queries.shape[1] == 0:
-            continue
-        _, found = tree_class(refs, leafsize=leafsize).query(q_all[b], k=1)
-        found = found.astype(np.int64, copy=False)
-        out[b] = found if valid is None else valid[found]
-    return torch.from_numpy(out).to(device)
+
+    def search(refs: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        return tree_class(refs, leafsize=leafsize).query(queries, k=1)[1]
+
+    return per_batch_host_search(queries, references, reference_mask, search)
