@@ -50,10 +50,10 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 reproduce-mvsplat: setup
-	$(VENV)/bin/pmsplat reproduce --baseline mvsplat $(if $(DATA),--data $(DATA)) $(if $(ROOT),--root $(ROOT)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(GPUS),--gpus $(GPUS))
+	$(VENV)/bin/pmsplat reproduce --baseline mvsplat $(if $(DATA),--data $(DATA)) $(if $(ROOT),--root $(ROOT)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(GPUS),--gpus $(GPUS)) $(if $(FROM_SCRATCH),--from-scratch)
 
 reproduce-depthsplat: setup
-	$(VENV)/bin/pmsplat reproduce --baseline depthsplat $(if $(DATA),--data $(DATA)) $(if $(ROOT),--root $(ROOT)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(GPUS),--gpus $(GPUS))
+	$(VENV)/bin/pmsplat reproduce --baseline depthsplat $(if $(DATA),--data $(DATA)) $(if $(ROOT),--root $(ROOT)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(GPUS),--gpus $(GPUS)) $(if $(FROM_SCRATCH),--from-scratch)
 
 # The PM-Loss ablation on the synthetic benchmark (<= 60 min on 2 CPU cores for MVSplat; reuses the
 # runs of reproduce-$(BASELINE)). BASELINE=mvsplat|depthsplat, VARIANTS="scale_invariant warmup ...".

@@ -4,7 +4,8 @@ A wrong value (``trainer.max_steps=abc``, ``optimizer.lr=abc``, ``trainer.max_st
 ConfigError naming the key, the value, the expected type and an example, instead of a TypeError
 or ValueError from deep inside a constructor. Only the annotation forms the configs use are
 checked (bool, int, float, str, Path, Literal, X | None, unions of these, list[...]); anything
-else (Any, nested dataclasses, dicts) is left to the dataclass itself.
+else (Any, dicts) is left to the dataclass itself; a nested dataclass field given as a mapping is
+checked key by key (``model.encoder.gaussian_adapter.sh_degree``).
 """
 
 from __future__ import annotations
@@ -87,8 +88,11 @@ def check_field_types(cls: type, values: Mapping[str, Any] | None, prefix: str) 
         if field.name not in values or field.name not in hints:
             continue
         value, kind = values[field.name], hints[field.name]
+        key = f"{prefix}.{field.name}" if prefix else field.name
+        if is_dataclass(kind) and isinstance(value, Mapping):
+            check_field_types(kind, value, key)  # a nested group, e.g. model.encoder.gaussian_adapter
+            continue
         if _accepts(kind, value) is False:
-            key = f"{prefix}.{field.name}" if prefix else field.name
             default = field.default if field.default is not MISSING else MISSING
             raise ConfigError(
                 f"{key}={value!r} ({type(value).__name__}) is not valid: {key} expects {_describe(kind)}, "

@@ -21,6 +21,23 @@ class HistoryWriter(Callback):
         self.rows: list[dict[str, float]] = []
         self.columns: list[str] | None = None
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resumed run keeps the rows of the steps before its checkpoint and drops the later ones
+        (written by the interrupted attempt after that checkpoint)."""
+        if trainer.global_step <= 0 or not self.path.is_file() or self.rows:
+            return
+        with self.path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = [{k: float(v) for k, v in row.items() if k and v not in ("", None)} for row in reader]
+        self.rows = [row for row in rows if row.get("step", -1) < trainer.global_step]
+        self.columns = columns or None
+        if trainer.global_rank == 0:
+            with self.path.open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(columns)
+                writer.writerows([r.get(c, "") for c in columns] for r in self.rows)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_rank != 0 or not pl_module.last_train_record:
             return

@@ -22,6 +22,13 @@ Modules: :mod:`splatcore.run_config` (compose + type + validate), :mod:`splatcor
 (encoders registered by the baselines), :mod:`splatcore.build` (model and weights),
 :mod:`splatcore.history` (the per-step CSV); this module runs Lightning.
 
+Resume inside a run: ``checkpointing.load=<a step .ckpt of this run>`` with ``resume: true``
+restores weights, optimizer, scheduler and loop counters (Lightning), the training stream's
+position (:mod:`splatcore.dataset.positions`: the order derives from the seed and the position)
+and the history (rows after the checkpoint's step are dropped); the model's randomness is seeded
+per step. A run killed after a step checkpoint and resumed from it ends with the same weights as
+one that was not interrupted (CPU; on GPU up to the kernels' own nondeterminism).
+
 Weight loading (upstream-facts §5.1, §5.2): ``checkpointing.load`` with ``resume: true`` resumes
 the full training state; with ``resume: false`` (or in test mode) it loads the weights strictly.
 ``checkpointing.pretrained_model`` loads weights (strict unless ``no_strict_load``); the DepthSplat
@@ -97,6 +104,7 @@ def run(cfg: DictConfig) -> RunResult:
     from lightning.pytorch.loggers import CSVLogger
 
     from .dataset import DataModule, SkipReportCallback, StepTracker
+    from .dataset.positions import StepSeed
 
     run_cfg = typed_config(cfg)
     torch.set_float32_matmul_precision("high")
@@ -120,9 +128,13 @@ def run(cfg: DictConfig) -> RunResult:
             save_top_k=run_cfg.checkpointing.save_top_k,
             monitor="info/global_step",
             mode="max",
+            # never defer a step checkpoint that falls on the last batch of a pass to a validation
+            # that may not come (Lightning drops it then): every checkpoint a resume can need exists
+            save_on_train_epoch_end=True,
         ),
         SkipReportCallback(data_module),
         history,
+        StepSeed(run_cfg.seed + rank),
     ]
     ModelCheckpoint.CHECKPOINT_EQUALS_CHAR = "_"
     trainer = Trainer(

@@ -117,7 +117,10 @@ def encoder_config(values: Mapping[str, Any], baseline: str | None = None) -> An
     """The encoder's dataclass config from the ``model.encoder`` mapping (extra keys ignored)."""
     import dacite
 
+    from .config_types import check_field_types
+
     spec = encoder_spec(values.get("name"), baseline)
+    check_field_types(spec.config_class, values, "model.encoder")
     return dacite.from_dict(spec.config_class, dict(values), config=dacite.Config(strict=False, cast=[float]))
 
 

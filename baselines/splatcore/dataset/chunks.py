@@ -70,7 +70,7 @@ def read_index(directory: Path) -> dict[str, str]:
     return index
 
 
-SKIP_MISSING_HINT = "++dataset.skip_missing_chunks=true"
+SKIP_MISSING_HINT = "dataset.skip_missing_chunks=true"
 
 
 def without_missing_chunks(directory: Path, index: dict[str, str], skip: bool) -> tuple[dict[str, str], list[str]]:

@@ -212,11 +212,14 @@ def view_sampler_cfg_from_dict(values: dict) -> ViewSamplerCfg:
     """Build a view-sampler config from a plain mapping (what Hydra/OmegaConf gives)."""
     import dacite
 
+    from ..config_types import check_field_types
+
     name = values.get("name")
     if name not in VIEW_SAMPLER_CFGS:
         raise ConfigError(
             f"Unknown view sampler {name!r}; choose one of {sorted(VIEW_SAMPLER_CFGS)}."
         )
+    check_field_types(VIEW_SAMPLER_CFGS[name], values, "dataset.view_sampler")
     return dacite.from_dict(
         VIEW_SAMPLER_CFGS[name], dict(values), config=dacite.Config(cast=[Path], strict=False)
     )
@@ -227,8 +230,13 @@ def dataset_cfg_from_dict(values: dict) -> DatasetCfg:
     upstream's dacite does (for example ``overfit_max_views``, ``mix_tartanair``)."""
     import dacite
 
+    from ..config_types import check_field_types
+
     values = dict(values)
     sampler = values.pop("view_sampler", None)
+    if isinstance(sampler, dict):
+        view_sampler_cfg_from_dict(sampler)  # its values are checked before the dataset's
+    check_field_types(DatasetCfg, values, "dataset")
     cfg = dacite.from_dict(
         DatasetCfg,
         values,

@@ -3,7 +3,9 @@
 Each stage's DataLoader gets a ``torch.Generator`` seeded with ``seed + global_rank`` (so worker
 base seeds, and through them chunk shuffling and view sampling, are reproducible per rank) and a
 worker initialiser that seeds Python's and NumPy's generators from the worker's torch seed.
-Validation yields one example per validation run (upstream's ``ValidationWrapper``).
+The training loader is a :class:`~splatcore.dataset.positions.ResumableLoader`: its order
+derives from the seed and the position, and a resumed run continues it where the step
+checkpoint was written. Validation yields one example per validation run (upstream's ``ValidationWrapper``).
 ``dataset_shim`` (upstream hook) maps each unbatched example before collation.
 """
 
@@ -19,7 +21,8 @@ from lightning.pytorch import Callback, LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .config import DataLoaderCfg, DataLoaderStageCfg, DatasetCfg
-from .dataset import get_dataset
+from .dataset import ChunkedDataset, get_dataset
+from .positions import ResumableLoader, TrainPosition, trainer_progress
 from .skips import SkipCounter
 from .view_sampler import StepTracker
 
@@ -90,6 +93,8 @@ class DataModule(LightningDataModule):
         self.dataset_shim = dataset_shim
         self.global_rank = global_rank
         self.skip_counters = {stage: SkipCounter() for stage in ("train", "val", "test")}
+        self.train_position = TrainPosition()
+        self.fallback_seed = torch.initial_seed() % 2**62  # the run's torch seed (main.run sets it)
 
     def generator(self, cfg: DataLoaderStageCfg) -> torch.Generator | None:
         if cfg.seed is None:
@@ -98,18 +103,25 @@ class DataModule(LightningDataModule):
 
     def _loader(self, stage: str, cfg: DataLoaderStageCfg, validation_length: int | None = None) -> DataLoader:
         dataset: Dataset = get_dataset(self.dataset_cfg, stage, self.step_tracker, self.skip_counters[stage])
+        resumable = stage == "train" and isinstance(dataset, ChunkedDataset)
+        if resumable:  # the order is a function of the seed and the position (splatcore.dataset.positions)
+            dataset.position = self.train_position
+            dataset.seed = (cfg.seed + self.global_rank) if cfg.seed is not None else self.fallback_seed
+            dataset.batch_size = cfg.batch_size
         if self.dataset_shim is not _identity:
             dataset = _ShimmedDataset(dataset, self.dataset_shim)
         if validation_length is not None:
             dataset = ValidationWrapper(dataset, validation_length)
-        return DataLoader(
-            dataset,
+        options = dict(
             batch_size=cfg.batch_size,
             num_workers=cfg.num_workers,
             generator=self.generator(cfg),
             worker_init_fn=worker_init_fn,
             persistent_workers=cfg.persistent_workers and cfg.num_workers > 0,
         )
+        if resumable:
+            return ResumableLoader(dataset, position=self.train_position, progress=trainer_progress(self), **options)
+        return DataLoader(dataset, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.data_loader_cfg.train)

@@ -42,6 +42,7 @@ from .chunks import without_missing_chunks
 from ..errors import ConfigError, DataError, where
 from .images import ImageDecodeError, decode_image
 from .shims import apply_augmentation_shim, apply_crop_shim
+from .positions import TrainPosition, derive_seed, skipped_batches
 from .skips import SkipCounter
 from .view_sampler import SceneNotInIndex, StepTracker, ViewSampler, get_view_sampler
 
@@ -54,6 +55,15 @@ class Skip:
 
     reason: str
     detail: str
+
+
+class _FixedStep:
+    """A step tracker whose step the dataset sets per example (the step it will be trained at)."""
+
+    step = 0
+
+    def get_step(self) -> int:
+        return self.step
 
 
 class ChunkedDataset(IterableDataset):
@@ -109,6 +119,10 @@ class ChunkedDataset(IterableDataset):
             self.chunks = [self.index[cfg.overfit_to_scene]] * len(self.chunks)
         if stage == "test":
             self.chunks = self.chunks[:: cfg.test_chunk_interval]
+        # set by the DataModule for the train stage (splatcore.dataset.positions): resumable order
+        self.position: TrainPosition | None = None
+        self.seed = 0
+        self.batch_size = 1
         self.error_scenes: set[str] = set()
         if cfg.skip_error_data:
             path = Path(cfg.error_data_path)
@@ -132,6 +146,9 @@ class ChunkedDataset(IterableDataset):
         return length
 
     def __iter__(self):
+        if self.stage == "train" and self.position is not None:
+            yield from self._train_iter()
+            return
         chunks = list(self.chunks)
         if self.shuffles:
             chunks = [chunks[i] for i in torch.randperm(len(chunks)).tolist()]
@@ -161,6 +178,48 @@ class ChunkedDataset(IterableDataset):
                         continue
                     yielded += 1
                     yield item
+        self._report_pass(worker, yielded, skipped)
+
+    def _train_iter(self):
+        """The training pass that :class:`~splatcore.dataset.positions.TrainPosition` names, from
+        the batch it says (see :mod:`splatcore.dataset.positions`): every order and every random
+        choice is drawn from seeds derived from ``self.seed``, the pass and the position."""
+        epoch, skip_batches, base_step = self.position.get()
+        order = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        chunks = [self.chunks[i] for i in torch.randperm(len(self.chunks), generator=order).tolist()]
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        batch_size = max(1, self.batch_size)
+        skip = skipped_batches(skip_batches, worker, workers) * batch_size
+        drawn, yielded, skipped = 0, 0, {}
+        sampler_step = _FixedStep()
+        tracker, self.view_sampler.step_tracker = self.view_sampler.step_tracker, sampler_step
+        try:
+            for number in range(worker, len(chunks), workers):
+                path = chunks[number]
+                examples = load_chunk(path)
+                if self.cfg.overfit_to_scene is not None:
+                    examples = [example for example in examples if example["key"] == self.cfg.overfit_to_scene]
+                within = torch.Generator().manual_seed(derive_seed(self.seed, epoch, number))
+                examples = [examples[i] for i in torch.randperm(len(examples), generator=within).tolist()]
+                for example in examples:
+                    for _ in range(self.times_per_scene):
+                        sampler_step.step = base_step + worker + (yielded // batch_size) * workers
+                        with torch.random.fork_rng(devices=[]):
+                            torch.manual_seed(derive_seed(self.seed, epoch, worker, drawn))
+                            item = self.load_example(example, path)
+                        drawn += 1
+                        if isinstance(item, Skip):
+                            self.skips.add(item.reason)
+                            skipped[item.reason] = skipped.get(item.reason, 0) + 1
+                            log.debug("skipped %s: %s", item.reason, item.detail)
+                            continue
+                        yielded += 1
+                        if yielded <= skip:
+                            continue  # trained on before the run was resumed
+                        yield item
+        finally:
+            self.view_sampler.step_tracker = tracker
         self._report_pass(worker, yielded, skipped)
 
     def _report_pass(self, worker: int, yielded: int, skipped: dict[str, int]) -> None:

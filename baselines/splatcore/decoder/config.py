@@ -77,4 +77,7 @@ def decoder_cfg_from_dict(values: dict) -> DecoderSplattingCfg:
         raise ConfigError(
             f"unknown decoder config key(s) {unknown}; valid keys are {sorted(known)}."
         )
+    from ..config_types import check_field_types
+
+    check_field_types(DecoderSplattingCfg, values, "model.decoder")
     return DecoderSplattingCfg(**values)

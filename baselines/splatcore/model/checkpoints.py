@@ -3,7 +3,8 @@
 Only ``encoder.*`` tensors are persistent in a ``ModelWrapper`` (the decoder's background and every
 loss network are non-persistent buffers), so a Lightning ``.ckpt`` holds ``state_dict`` =
 ``{"encoder.<key>": tensor}``. Released ``.pth`` files may hold the mapping at the top level or
-under ``"state_dict"`` / ``"model"``; :func:`read_state_dict` accepts all of these.
+under ``"state_dict"`` / ``"model"``; :func:`read_state_dict` accepts all of these, and ``.safetensors``
+files (a flat mapping, e.g. the shipped synthetic bases under ``checkpoints/synthetic/``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def read_state_dict(path: str | Path, sub_key: str | None = "state_dict", what: 
     label = what if str(path) in what else f"{what} {path}"  # callers often name the path already
     if path.stat().st_size == 0:
         raise CheckpointError(f"{label} is empty (0 bytes): it was not written completely; delete it and re-create it.")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, label)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files
@@ -40,6 +43,22 @@ def read_state_dict(path: str | Path, sub_key: str | None = "state_dict", what: 
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"{label} does not hold a mapping of tensors")
     return {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+
+
+def _read_safetensors(path: Path, label: str) -> dict[str, Tensor]:
+    """The tensors of a ``.safetensors`` file (a flat mapping, e.g. ``encoder.*`` keys; float16
+    files are cast to the model's dtype when loaded into it)."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as error:
+        raise CheckpointError(f"{label} is a .safetensors file and the safetensors package is missing: "
+                              "pip install safetensors") from error
+    try:
+        return dict(load_file(str(path), device="cpu"))
+    except Exception as error:  # safetensors raises SafetensorError / OSError / ValueError
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{label} could not be read as a safetensors file ({reason}); "
+                              "the file is corrupt or truncated: re-create or re-download it.") from error
 
 
 def _load_failure(error: Exception) -> str:

@@ -1,6 +1,8 @@
 """``pmsplat reproduce``: the paper's comparison (baseline vs baseline + PM-Loss), end to end.
 
-    pmsplat reproduce --baseline mvsplat                      # synthetic benchmark, CPU (default)
+    pmsplat reproduce --baseline mvsplat                      # synthetic benchmark, CPU (default):
+                                                              # fine-tunes the shipped converged base
+    pmsplat reproduce --baseline mvsplat --from-scratch       # a short base from scratch instead
     pmsplat reproduce --baseline depthsplat --data dl3dv --root datasets/DL3DV_480P \\
         --teacher vggt --gpus 8 --base-checkpoint checkpoints/depthsplat-gs-base-dl3dv-256x448-75cc0183.pth
 
@@ -55,9 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=int, help="number of GPUs (DDP when > 1)")
     p.add_argument("--out", type=Path, help="output folder (default outputs/reproduce/<baseline>)")
     p.add_argument("--schedule", default="default", choices=LazyChoices(_schedules), metavar="SCHEDULE",
-                   help="synthetic schedule, one of %(choices)s: default (MVSplat on 2 CPU cores: base 480 + fine-tunes 240 steps, the "
-                        "comparison ~11 min), long (base 600 + 300 steps, ~14 min) or smoke (seconds; for tests); "
-                        "--dry-run prints the estimate")
+                   help="synthetic schedule, one of %(choices)s: default (MVSplat on 2 CPU cores: 3 seeds x 2 fine-tunes of 200 steps "
+                        "from the shipped base, ~12 min), long (600-step fine-tunes, ~35 min) or smoke (seconds; for tests); "
+                        "with --from-scratch: base 480 + fine-tunes 240 steps, 2 seeds (long: 600 + 300); --dry-run prints the estimate")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="synthetic data: train a short base from scratch first instead of fine-tuning the shipped converged "
+                        "base (checkpoints/synthetic/<baseline>_base.safetensors, written by `make pretrain-synthetic`)")
     p.add_argument("--ablation", action="store_true",
                    help="run the PM-Loss ablation (synthetic benchmark): weight, warm-up, confidence, Huber, "
                         "bidirectional, stop-gradient, scale-invariant, 3x longer, teacher quality; >= 2 seeds each")
@@ -73,11 +78,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pmsplat.errors import InputError
     from pmsplat.reproduce.protocol import (
-        ABLATION_SCHEDULES,
-        SYNTHETIC_SCHEDULES,
+        ablation_schedule,
         estimate_seconds,
         make_ablation_plan,
         make_plan,
+        synthetic_schedule,
     )
 
     if args.variants and not args.ablation:
@@ -87,24 +92,29 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--ablation runs on the synthetic benchmark with the synthetic teacher (its teacher-"
                              "quality variants need ground truth); drop --data/--teacher/--gpus.")
         plan = make_ablation_plan(
-            args.baseline, args.root, ABLATION_SCHEDULES[args.schedule][args.baseline], variants=args.variants,
-            extra_overrides=list(args.overrides), main_schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline],
+            args.baseline, args.root, ablation_schedule(args.schedule, args.baseline, args.from_scratch), variants=args.variants,
+            extra_overrides=list(args.overrides), from_scratch=args.from_scratch,
+            main_schedule=synthetic_schedule(args.schedule, args.baseline, args.from_scratch),
         )
     else:
+        if args.from_scratch and args.data != "synthetic":
+            raise InputError("--from-scratch is for the synthetic benchmark; real data fine-tunes --base-checkpoint.")
         plan = make_plan(
             args.baseline, args.data, args.root, args.teacher,
-            schedule=SYNTHETIC_SCHEDULES[args.schedule][args.baseline] if args.data == "synthetic" else None,
+            schedule=synthetic_schedule(args.schedule, args.baseline, args.from_scratch) if args.data == "synthetic" else None,
             gpus=args.gpus, base_checkpoint=args.base_checkpoint, index_dir=args.index_dir,
-            extra_overrides=list(args.overrides),
+            extra_overrides=list(args.overrides), from_scratch=args.from_scratch,
         )
     out = args.out or Path("outputs/reproduce") / args.baseline
     if args.dry_run:
         for spec in plan.runs:
             start = f" (from {spec.start_from})" if spec.start_from else ""
+            if spec.kind == "train" and not spec.start_from and plan.base_checkpoint is not None:
+                start = f" (from {plan.base_checkpoint})"
             print(f"{spec.kind:8s} {spec.name}{start}: " + " ".join(shlex.quote(o) for o in spec.overrides))
         seconds = estimate_seconds(plan)
         if seconds is not None:
-            print(f"estimated time on 2 quiet CPU cores, from scratch: {seconds / 60:.0f} min "
+            print(f"estimated time on 2 quiet CPU cores, nothing reused: {seconds / 60:.0f} min "
                   "(finished runs in the output folder are reused and cost nothing)")
         return 0
     problems = _missing_inputs(plan)

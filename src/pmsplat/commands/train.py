@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     from splatcore.main import compose_config, run as run_training
     from splatcore.main import typed_config
 
-    cfg = compose_config(args.overrides, config_dir=args.config_dir)
+    from splatcore.overrides import quote_path_overrides
+
+    # a path value Hydra's grammar cannot read (spaces, parentheses, quotes...) is quoted for it
+    cfg = compose_config(quote_path_overrides(args.overrides), config_dir=args.config_dir)
     if args.cfg:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         typed_config(cfg, check_files=False)

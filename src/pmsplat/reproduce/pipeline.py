@@ -9,7 +9,8 @@ Layout of ``outputs/reproduce/<baseline>/`` (``out``)::
     ablation.md, ablation.csv, ablation_runs.csv, ablation.png   (``pmsplat reproduce --ablation``)
 
 Resume (:mod:`pmsplat.reproduce.stages`): a run whose ``done.json`` exists with the same settings
-and intact outputs is not redone; a run that was cut off is started again from its beginning; a
+and intact outputs is not redone; a training run that was cut off resumes from its last step
+checkpoint (same settings; otherwise it is started again from its beginning); a
 finished run whose checkpoint is missing or corrupt is run again (the log says so). Every path
 stored in ``done.json``, ``spec.json`` and the runs' ``config.yaml`` under the reproduction
 folder is relative to the run folder, and a run is identified by its settings and the digest of
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -80,10 +82,17 @@ def relative_value(value: str, directory: Path, container: Path) -> str:
 
 
 def _relative_overrides(overrides: list[str], directory: Path, container: Path) -> list[str]:
+    from splatcore.overrides import path_value, unquote
+
     out = []
     for item in overrides:
         key, sep, value = item.partition("=")
-        out.append(f"{key}{sep}{relative_value(value, directory, container)}" if sep else item)
+        if not sep:
+            out.append(item)
+            continue
+        plain = unquote(value)
+        relative = relative_value(plain, directory, container)
+        out.append(f"{key}{sep}{path_value(relative)}" if relative != plain else item)
     return out
 
 
@@ -112,14 +121,57 @@ def relativise_config(directory: Path, container: Path) -> None:
 # ------------------------------------------------------------------------------------ stages
 
 
+def _quoted(overrides: list[str]) -> list[str]:
+    from splatcore.overrides import quote_path_overrides
+
+    return quote_path_overrides(overrides)
+
+
+STEP_CHECKPOINT = re.compile(r"step_(\d+)")
+
+
+def step_checkpoint(directory: Path) -> tuple[Path, int] | None:
+    """The latest readable Lightning step checkpoint of an unfinished training stage and its
+    step (``checkpoints/*step_<n>*.ckpt``; a file cut off by the kill is passed over), or None."""
+    import torch
+
+    found = []
+    for path in (directory / "checkpoints").glob("*.ckpt"):
+        match = STEP_CHECKPOINT.search(path.stem)
+        if match and path.name != "last.ckpt":
+            found.append((int(match.group(1)), path))
+    for step, path in sorted(found, reverse=True):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:  # truncated or corrupt: the kill hit it while it was written
+            continue
+        if isinstance(state, dict) and "state_dict" in state and "optimizer_states" in state and "loops" in state:
+            return path, int(state.get("global_step", step))
+    return None
+
+
+def _resume_point(directory: Path) -> str | None:
+    found = step_checkpoint(directory)
+    return None if found is None else f"its step-{found[1]} checkpoint ({found[0].name})"
+
+
 def _train(spec: RunSpec, directory: Path, start_checkpoint: Path | None) -> dict:
+    """Train one stage in ``directory``; an unfinished attempt's latest step checkpoint there (see
+    :func:`step_checkpoint`) is resumed from (weights, optimizer, scheduler, data position), and
+    the result records the overrides of an uninterrupted run either way."""
+    from omegaconf import OmegaConf
     from splatcore.main import compose_config, run
+    from splatcore.overrides import path_override
 
     directory = directory.resolve()
-    overrides = spec.overrides + [f"output_dir={directory}", f"wandb.name={spec.name}"]
+    overrides = spec.overrides + [path_override("output_dir", directory), f"wandb.name={spec.name}"]
     if start_checkpoint is not None:
-        overrides.append(f"checkpointing.pretrained_model={start_checkpoint}")
-    result = run(compose_config(overrides))
+        overrides.append(path_override("checkpointing.pretrained_model", start_checkpoint))
+    resume = step_checkpoint(directory)
+    extra = [] if resume is None else [path_override("checkpointing.load", resume[0]), "checkpointing.resume=true"]
+    result = run(compose_config(_quoted(overrides) + extra))
+    if resume is not None:  # config.yaml as an uninterrupted run writes it (no resume keys)
+        (directory / CONFIG_FILE).write_text(OmegaConf.to_yaml(compose_config(_quoted(overrides)), resolve=True))
     container = directory.parent.parent
     relativise_config(directory, container)
     checkpoint = Path(result.checkpoint_path).resolve().relative_to(directory)
@@ -133,12 +185,13 @@ def _train(spec: RunSpec, directory: Path, start_checkpoint: Path | None) -> dic
 
 def _evaluate(spec: RunSpec, directory: Path, checkpoint: Path, max_scenes: int | None) -> dict:
     import torch
+    from splatcore.overrides import path_override
 
     from .evaluate import evaluate_checkpoint
 
     directory = directory.resolve()
-    overrides = spec.overrides + [f"output_dir={directory}", f"wandb.name={spec.name}"]
-    result = evaluate_checkpoint(overrides, checkpoint, max_scenes=max_scenes, label=f"{spec.start_from} on {spec.split}")
+    overrides = spec.overrides + [path_override("output_dir", directory), f"wandb.name={spec.name}"]
+    result = evaluate_checkpoint(_quoted(overrides), checkpoint, max_scenes=max_scenes, label=f"{spec.start_from} on {spec.split}")
     torch.save(result.samples, directory / "samples.pt")
     container = directory.parent.parent
     return {"averages": result.averages(), "rows": result.rows, "notes": result.notes,
@@ -185,6 +238,8 @@ def _execute(plan: Plan, out: Path, log: Callable[[str], None]) -> Path:
             else:
                 start_checkpoint = plan.base_checkpoint
                 start_identity = None if start_checkpoint is None else str(start_checkpoint)
+                if plan.base_sha256:  # the shipped synthetic base: its bytes, not where the checkout lies
+                    start_identity = {"base": start_checkpoint.name, "sha256": plan.base_sha256}
             work = lambda d, spec=spec, c=start_checkpoint: _train(spec, d, c)  # noqa: E731
             identity = {"overrides": spec.overrides, "start": start_identity}
             produced = _train_artifacts
@@ -194,7 +249,8 @@ def _execute(plan: Plan, out: Path, log: Callable[[str], None]) -> Path:
             identity = {"overrides": spec.overrides, "run": spec.start_from, "weights": source["weights"],
                         "scenes": plan.schedule.max_eval_scenes}
             produced = _evaluate_artifacts
-        result, seconds, _ = run_stage(directory, identity, work, log, artifacts=produced)
+        resumable = _resume_point if spec.kind == "train" else None
+        result, seconds, _ = run_stage(directory, identity, work, log, artifacts=produced, resumable=resumable)
         results[spec.name] = result
         timings[spec.name] = seconds
     if plan.variants:
@@ -217,14 +273,16 @@ def _records(plan: Plan, results: dict[str, dict]) -> list[RunRecord]:
 
 def _command_lines(plan: Plan, results: dict[str, dict], out: Path) -> list[str]:
     """The runs as commands from the current directory (run-folder-relative paths re-anchored)."""
+    from splatcore.overrides import path_value, unquote
+
     lines = []
     for spec in plan.runs:
         directory = out / "runs" / spec.name
         overrides = []
         for item in results[spec.name].get("overrides", spec.overrides):
             key, sep, value = item.partition("=")
-            if sep and key in ("output_dir", "checkpointing.pretrained_model") and not os.path.isabs(value):
-                value = os.path.normpath(directory / value)
+            if sep and key in ("output_dir", "checkpointing.pretrained_model") and not os.path.isabs(unquote(value)):
+                value = path_value(os.path.normpath(directory / unquote(value)))
             overrides.append(f"{key}{sep}{value}" if sep else item)
         lines.append(f"# {spec.name}")
         if spec.kind == "train":
@@ -253,7 +311,7 @@ def _resolved_config(out: Path, spec: RunSpec) -> tuple[dict, str]:
         return OmegaConf.to_container(OmegaConf.load(path), resolve=False), f"runs/{spec.name}/{CONFIG_FILE}"
     from splatcore.main import compose_config
 
-    composed = compose_config(spec.overrides + ["output_dir=.", f"wandb.name={spec.name}"])
+    composed = compose_config(_quoted(spec.overrides + ["output_dir=.", f"wandb.name={spec.name}"]))
     return OmegaConf.to_container(composed, resolve=True), f"composed from the overrides of {spec.name}"
 
 
@@ -337,9 +395,10 @@ def write_outputs(plan: Plan, out: Path, results: dict[str, dict], timings: dict
         "data": f"{plan.data} ({plan.root})",
         "teacher": plan.teacher,
         "protocol": (
-            f"base: {s.base_steps} steps of the baseline from scratch (seed 0); then per seed "
-            f"{list(s.seeds)}: {s.finetune_steps} fine-tuning steps from the base, without and with PM-Loss "
-            f"(weight {s.pm_weight}); same data order, schedule and start for both"
+            (f"base: {s.base_steps} steps of the baseline from scratch (seed 0)" if plan.from_scratch else
+             f"base: the shipped converged base {_shipped_base_summary(plan)}")
+            + f"; then per seed {list(s.seeds)}: {s.finetune_steps} fine-tuning steps from the base, without and with "
+            f"PM-Loss (weight {s.pm_weight}); same data order, schedule and start for both"
             if plan.data == "synthetic"
             else f"fine-tune the official checkpoint {plan.base_checkpoint} for {s.finetune_steps} steps, per seed {list(s.seeds)}"
         ),
@@ -374,6 +433,19 @@ def write_outputs(plan: Plan, out: Path, results: dict[str, dict], timings: dict
     path = write_report(inputs, out)
     (out / "plan.json").write_text(json.dumps([asdict(r) for r in plan.runs], indent=2))
     return path
+
+
+def _shipped_base_summary(plan: Plan) -> str:
+    """``checkpoints/synthetic/<name>`` with its pretraining steps and sha256, from its provenance."""
+    from .bases import SHIPPED_FOLDER, provenance_path
+
+    path = plan.base_checkpoint
+    try:
+        record = json.loads(provenance_path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        record = {}
+    steps = f"{record['steps']} pretraining steps, " if "steps" in record else ""
+    return f"`{SHIPPED_FOLDER / path.name}` ({steps}sha256 {str(plan.base_sha256)[:12]}…)"
 
 
 def _photometric_summary(out: Path, spec: RunSpec) -> str:

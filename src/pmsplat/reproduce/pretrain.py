@@ -48,6 +48,7 @@ from typing import Any
 
 from pmsplat.errors import DataError, InputError
 
+from .bases import file_sha256, provenance_path, read_provenance
 from .protocol import SYNTHETIC_SPLITS, evaluation_overrides
 
 BASELINES = ("mvsplat", "depthsplat")
@@ -57,6 +58,7 @@ DEFAULT_BUDGET = {"mvsplat": 8000, "depthsplat": 2000}
 DEFAULT_SCENES = 32  # the default synthetic set of `pmsplat data synth`
 PLATEAU_FRACTION = 0.2  # the last 20 % of the steps
 PLATEAU_MIN_GAIN_DB = 0.1
+CHECK_SET, CHECK_SCENES = "check_2_scenes", 2  # the metrics the test suite reproduces on the shipped base
 MIN_VALIDATIONS = 5  # the rule is evaluated from step 5 x val_every on (the window then holds a point)
 RUN_FILE, STATE_FILE, VALIDATION_FILE, REPORT_FILE, CURVES_FILE = (
     "run.json", "state.json", "validation.csv", "report.md", "curves.png")
@@ -70,8 +72,10 @@ _STEP_IN_NAME = re.compile(r"step_(\d+)")
 class StopDecision:
     """The stopping rule at one validation point. ``stop`` is True when it fired; ``reason`` is
     ``"plateau"`` (gain below the threshold), ``"budget"`` (step budget reached) or None;
-    ``gain_db`` = PSNR(step) - PSNR(reference_step), the reference being the latest validation
-    point at or before ``(1 - fraction) * step`` (None while there is not enough history)."""
+    ``gain_db`` = best PSNR of the last ``fraction`` of the steps (at ``best_step``) minus the
+    best PSNR before them (at ``reference_step``, at or before ``(1 - fraction) * step``); None
+    while there is not enough history. Best, not last: one noisy validation (a few scenes, a high
+    learning rate) does not end the run, a flat or falling curve does."""
 
     stop: bool
     reason: str | None
@@ -80,15 +84,17 @@ class StopDecision:
     reference_step: int | None = None
     reference_psnr: float | None = None
     gain_db: float | None = None
+    best_step: int | None = None
+    best_psnr: float | None = None
     threshold_db: float = PLATEAU_MIN_GAIN_DB
     fraction: float = PLATEAU_FRACTION
 
     def describe(self) -> str:
         """One sentence for the log and the report."""
         if self.reason == "plateau":
-            return (f"stopping rule: validation PSNR gain over the last {self.fraction:.0%} of steps "
-                    f"(step {self.reference_step} -> {self.step}: {self.reference_psnr:.3f} -> {self.psnr:.3f} dB) "
-                    f"is {self.gain_db:+.3f} dB < {self.threshold_db} dB")
+            return (f"stopping rule: best validation PSNR of the last {self.fraction:.0%} of steps "
+                    f"(step {self.best_step}: {self.best_psnr:.3f} dB) gains {self.gain_db:+.3f} dB over the best "
+                    f"before them (step {self.reference_step}: {self.reference_psnr:.3f} dB), < {self.threshold_db} dB")
         if self.reason == "budget":
             gain = "" if self.gain_db is None else (
                 f"; last gain over {self.fraction:.0%} of steps {self.gain_db:+.3f} dB (step {self.reference_step} -> {self.step})")
@@ -108,8 +114,8 @@ def stopping_decision(
     min_validations: int = MIN_VALIDATIONS,
 ) -> StopDecision:
     """The rule at the last of ``points`` ((step, validation PSNR), increasing steps): stop with
-    ``"plateau"`` when step >= ``min_validations * val_every`` and PSNR(step) - PSNR(reference) <
-    ``threshold_db``, the reference being the latest point at or before ``(1 - fraction) * step``;
+    ``"plateau"`` when step >= ``min_validations * val_every`` and the best PSNR after
+    ``(1 - fraction) * step`` gains less than ``threshold_db`` over the best PSNR at or before it;
     else stop with ``"budget"`` when step >= ``budget``; else continue. Raises InputError on empty,
     unordered or non-finite points or bad parameters."""
     if not points:
@@ -126,10 +132,12 @@ def stopping_decision(
     decision = StopDecision(False, None, step, psnr, threshold_db=threshold_db, fraction=fraction)
     if step >= min_validations * val_every:
         horizon = (1.0 - fraction) * step
-        earlier = [(s, float(p)) for s, p in points[:-1] if s <= horizon]
+        earlier = [(float(p), s) for s, p in points[:-1] if s <= horizon]
+        window = [(float(p), s) for s, p in points if s > horizon]
         if earlier:
-            decision.reference_step, decision.reference_psnr = earlier[-1]
-            decision.gain_db = psnr - decision.reference_psnr
+            decision.reference_psnr, decision.reference_step = max(earlier)
+            decision.best_psnr, decision.best_step = max(window)
+            decision.gain_db = decision.best_psnr - decision.reference_psnr
             if decision.gain_db < threshold_db:
                 decision.stop, decision.reason = True, "plateau"
                 return decision
@@ -233,15 +241,6 @@ def data_hash(root: Path) -> str:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (full hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -445,11 +444,6 @@ def export_weights(checkpoint: Path, target: Path) -> str:
     return file_sha256(target)
 
 
-def provenance_path(weights: Path) -> Path:
-    """``<name>.provenance.json`` beside ``<name>.safetensors``."""
-    return weights.with_name(weights.name[: -len(".safetensors")] + ".provenance.json")
-
-
 def load_exported(weights: Path, model) -> dict[str, Any]:
     """Check ``weights`` against its provenance file (sha256) and load it strictly into ``model``
     (a ModelWrapper of the preset: every ``encoder.*`` key, same shapes, cast to the model's
@@ -458,14 +452,7 @@ def load_exported(weights: Path, model) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     weights = Path(weights)
-    record_path = provenance_path(weights)
-    for path in (weights, record_path):
-        if not path.is_file():
-            raise DataError(f"{path} is missing (make pretrain-synthetic writes it)")
-    record = json.loads(record_path.read_text())
-    actual = file_sha256(weights)
-    if actual != record.get("sha256"):
-        raise DataError(f"{weights}: sha256 {actual} differs from the provenance's {record.get('sha256')} (corrupt or replaced)")
+    record = read_provenance(weights, "make pretrain-synthetic writes it")
     state = load_file(str(weights))
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
@@ -497,8 +484,9 @@ def machine() -> dict[str, Any]:
 
 
 def final_metrics(cfg: PretrainConfig, weights: Path) -> dict[str, dict[str, float]]:
-    """Metrics of the exported (float16) weights: the validation subset and every scene of the
-    interpolation and extrapolation test indices (PSNR, SSIM, LPIPS, depth AbsRel,
+    """Metrics of the exported (float16) weights: the validation subset, the first
+    :data:`CHECK_SCENES` interpolation scenes (``CHECK_SET``: what the test suite re-measures)
+    and every scene of the interpolation and extrapolation test indices (PSNR, SSIM, LPIPS, depth AbsRel,
     point-to-surface, floating fraction, scale pred/GT, ...: the reproduction's columns)."""
     from splatcore.dataset import DataModule
     from splatcore.main import build_model, compose_config, typed_config
@@ -511,8 +499,28 @@ def final_metrics(cfg: PretrainConfig, weights: Path) -> dict[str, dict[str, flo
         batches = list(DataModule(run_cfg.dataset, run_cfg.data_loader).test_dataloader())
         if split == "interpolation":
             results["validation"] = score(model, batches[: cfg.val_scenes])
+            results[CHECK_SET] = score(model, batches[:CHECK_SCENES])
         results[split] = score(model, batches)
     return results
+
+
+def check_metrics(baseline: str, weights: Path, data: Path) -> dict[str, float]:
+    """The metrics of ``CHECK_SET`` (the first :data:`CHECK_SCENES` scenes of the interpolation
+    index of the synthetic set at ``data``) for the exported ``weights``: the test suite's check
+    that a shipped base still scores what its provenance records."""
+    from splatcore.dataset import DataModule
+    from splatcore.main import build_model, compose_config, typed_config
+
+    cfg = PretrainConfig(baseline=baseline, data=Path(data), out=Path(data) / "unused")
+    run_cfg = typed_config(compose_config(validation_overrides(cfg, "interpolation")))
+    model = build_model(run_cfg)
+    load_exported(weights, model)
+    batches = []
+    for batch in DataModule(run_cfg.dataset, run_cfg.data_loader).test_dataloader():
+        batches.append(batch)
+        if len(batches) == CHECK_SCENES:
+            break
+    return score(model, batches)
 
 
 # ------------------------------------------------------------------------------------ report
@@ -564,8 +572,8 @@ def write_report(out: Path, provenance: dict[str, Any]) -> Path:
     lines = [f"# Pretraining of the synthetic {provenance['baseline']} base", "",
              f"Stopped by: **{decision['reason']}**. {StopDecision(**decision).describe()}.", "",
              f"- steps: {provenance['steps']} of a budget of {provenance['budget']} (validation every {provenance['val_every']} "
-             f"steps on {provenance['val_scenes']} scenes; rule: gain < {PLATEAU_MIN_GAIN_DB} dB over the last "
-             f"{PLATEAU_FRACTION:.0%} of steps, checked from step {MIN_VALIDATIONS * provenance['val_every']} on)",
+             f"steps on {provenance['val_scenes']} scenes; rule: the best PSNR of the last "
+             f"{PLATEAU_FRACTION:.0%} of steps gains < {PLATEAU_MIN_GAIN_DB} dB over the best before them, checked from step {MIN_VALIDATIONS * provenance['val_every']} on)",
              f"- wall time: {provenance['wall_seconds']:.0f} s (all sessions)", f"- command: `{provenance['command']}`",
              f"- weights: `{provenance['weights']}` (float16, sha256 {provenance['sha256']})",
              f"- data: {provenance['data']['root']} ({provenance['data']['train_scenes']} training scenes, sha256 {provenance['data']['sha256']})",
@@ -598,9 +606,10 @@ def pretrain(cfg: PretrainConfig, log: Callable[[str], None] = print, extra_call
             raise DataError(f"{out} holds a pretraining started with other settings ({', '.join(changed)} differ): "
                             "resume it with the same options, or give another --out")
         wall = float(stored.get("wall_seconds", 0.0))
+        commit = stored.get("commit", "unknown (run folder from before commits were recorded)")
     else:
-        wall = 0.0
-        run_file.write_text(json.dumps({"identity": identity, "wall_seconds": 0.0}, indent=1))
+        wall, commit = 0.0, _git_commit()
+        run_file.write_text(json.dumps({"identity": identity, "wall_seconds": 0.0, "commit": commit}, indent=1))
     state_file = out / STATE_FILE
     last = out / "checkpoints" / "last.ckpt"
     if state_file.is_file() and last.is_file():
@@ -611,12 +620,12 @@ def pretrain(cfg: PretrainConfig, log: Callable[[str], None] = print, extra_call
         result = train(cfg, extra_callbacks=extra_callbacks, log=log)
         state_file.write_text(json.dumps({"status": "trained", "steps": result["steps"], "decision": result["decision"]}, indent=1))
     wall += result["seconds"]
-    run_file.write_text(json.dumps({"identity": identity, "wall_seconds": wall}, indent=1))
+    run_file.write_text(json.dumps({"identity": identity, "wall_seconds": wall, "commit": commit}, indent=1))
     sha = export_weights(result["checkpoint"], cfg.export)
     log(f"exported {cfg.export} (sha256 {sha[:16]}...); measuring the final metrics")
     provenance = {
         "baseline": cfg.baseline, "preset": f"+experiment={cfg.baseline}_synthetic_cpu", "overrides": list(cfg.overrides),
-        "command": cfg.command or shlex.join(sys.argv), "commit": _git_commit(),
+        "command": cfg.command or shlex.join(sys.argv), "commit": commit, "export_commit": _git_commit(),
         "data": {"root": str(cfg.data), "train_scenes": cfg.scenes, "sha256": digest},
         "steps": result["steps"], "budget": cfg.max_steps, "val_every": cfg.val_every, "val_scenes": cfg.val_scenes,
         "stop": result["decision"], "wall_seconds": wall, "machine": machine(),

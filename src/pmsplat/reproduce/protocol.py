@@ -29,6 +29,8 @@ from pathlib import Path
 from pmsplat.errors import InputError
 from pmsplat.loss import PM_WEIGHT
 
+from .bases import checked_base
+
 DEFAULT_REAL_TEACHER = "vggt"  # the paper's teacher (synthetic data: the synthetic teacher)
 
 # Evaluation index file names: synthetic (written by `pmsplat data synth`) and the published ones.
@@ -86,22 +88,47 @@ class EveryBaseline(dict):
         return self.schedule
 
 
-# CPU sizes: the whole synthetic comparison (1 base + 2 x 2 fine-tunes + 8 evaluations); with the
-# paper's photometric loss (mse + lpips) MVSplat's is sized to stay under 15 min on 2 quiet cores
-# (`--dry-run` prints the estimate from CPU_COSTS); the smoke schedule is for the test suite.
-# DepthSplat's CPU preset (ViT-S, 37 M parameters) costs about 4x MVSplat's per step.
+# CPU sizes of the synthetic comparison. By default both fine-tunes of every seed start from the
+# shipped converged base (checkpoints/synthetic/, `make pretrain-synthetic`; the paper's protocol:
+# fine-tune a converged checkpoint with and without PM-Loss), so ``base_steps`` is 0. MVSplat's
+# default (3 seeds x 2 fine-tunes + 12 evaluations) is sized to stay under 15 min on 2 quiet cores
+# with the paper's photometric loss (`--dry-run` prints the estimate from CPU_COSTS); the smoke
+# schedule is for the test suite. DepthSplat's CPU preset costs about 2-4x MVSplat's per step.
 SYNTHETIC_SCHEDULES = {
+    "default": {
+        "mvsplat": Schedule(base_steps=0, finetune_steps=200, seeds=(0, 1, 2)),
+        "depthsplat": Schedule(base_steps=0, finetune_steps=100, seeds=(0, 1, 2)),
+    },
+    # A 3x longer fine-tune (MVSplat ~35 min on 2 quiet cores).
+    "long": {
+        "mvsplat": Schedule(base_steps=0, finetune_steps=600, seeds=(0, 1, 2)),
+        "depthsplat": Schedule(base_steps=0, finetune_steps=300, seeds=(0, 1, 2)),
+    },
+    "smoke": EveryBaseline(Schedule(base_steps=0, finetune_steps=2, seeds=(0, 1), max_eval_scenes=1)),
+}
+# ``--from-scratch`` (the pipeline before the shipped bases): a short base of ``base_steps`` is
+# trained first, the fine-tunes start from it at the presets' learning rate.
+SCRATCH_SCHEDULES = {
     "default": {
         "mvsplat": Schedule(base_steps=480, finetune_steps=240, seeds=(0, 1)),
         "depthsplat": Schedule(base_steps=240, finetune_steps=120, seeds=(0, 1)),
     },
-    # The longer CPU schedule (MVSplat ~14 min on 2 quiet cores): a base closer to convergence.
     "long": {
         "mvsplat": Schedule(base_steps=600, finetune_steps=300, seeds=(0, 1)),
         "depthsplat": Schedule(base_steps=300, finetune_steps=150, seeds=(0, 1)),
     },
     "smoke": EveryBaseline(Schedule(base_steps=2, finetune_steps=2, seeds=(0, 1), max_eval_scenes=1)),
 }
+
+
+def synthetic_schedule(name: str, baseline: str, from_scratch: bool = False) -> Schedule:
+    """The named synthetic schedule (``default``, ``long``, ``smoke``) of ``baseline``."""
+    return (SCRATCH_SCHEDULES if from_scratch else SYNTHETIC_SCHEDULES)[name][baseline]
+
+
+# The fine-tunes' peak learning rate from a shipped base (both variants): upstream MVSplat's 2e-4,
+# a fifth of the CPU presets' pretraining lr (1e-3), as a fine-tune of a converged model.
+FINETUNE_LR = 2.0e-4
 PAPER_SCHEDULE = Schedule(base_steps=0, finetune_steps=100_001, seeds=(0,))
 
 
@@ -160,7 +187,9 @@ class Plan:
     schedule: Schedule | AblationSchedule
     runs: list[RunSpec] = field(default_factory=list)
     splits: dict[str, Path] = field(default_factory=dict)
-    base_checkpoint: Path | None = None  # real data: the official checkpoint
+    base_checkpoint: Path | None = None  # the official checkpoint (real data) or the shipped synthetic base
+    base_sha256: str | None = None  # the shipped synthetic base's sha256 (its identity for resume)
+    from_scratch: bool = False  # synthetic: a short base is trained first instead of the shipped one
     variants: list[AblationVariant] = field(default_factory=list)  # ablation plans only
     run_names: dict[tuple[str, int], str] = field(default_factory=dict)  # (variant, seed) -> train run
 
@@ -193,8 +222,13 @@ def make_plan(
     base_checkpoint: Path | None = None,
     index_dir: Path | None = None,
     extra_overrides: list[str] | None = None,
+    from_scratch: bool = False,
 ) -> Plan:
-    """The list of runs for a baseline on a dataset. Raises ValueError on a bad combination."""
+    """The list of runs for a baseline on a dataset. Raises InputError on a bad combination.
+
+    Synthetic data: every fine-tune starts from the shipped base (:mod:`pmsplat.reproduce.bases`;
+    a missing or corrupt one is a DataError naming ``make pretrain-synthetic``), or, with
+    ``from_scratch``, from a base of ``schedule.base_steps`` trained first."""
     if baseline not in baselines():
         raise InputError(f"unknown baseline {baseline!r}; choose one of {tuple(baselines())}.")
     if data not in DATASETS:
@@ -208,7 +242,7 @@ def make_plan(
     if TEACHERS[teacher].needs_pointmap and not synthetic:
         raise InputError(f"teacher={teacher} needs ground-truth pointmaps; only data=synthetic has them.")
     root = Path(root) if root else Path("datasets") / data
-    schedule = schedule or (SYNTHETIC_SCHEDULES["default"][baseline] if synthetic else PAPER_SCHEDULE)
+    schedule = schedule or (synthetic_schedule("default", baseline, from_scratch) if synthetic else PAPER_SCHEDULE)
     if synthetic:
         splits = {split: root / name for split, name in SYNTHETIC_SPLITS.items()}
     else:
@@ -216,16 +250,21 @@ def make_plan(
         splits = {split: folder / name for split, name in REAL_SPLITS[data].items()}
     plain, pm = _experiments(baseline, data)
     common = _common_overrides(root, extra_overrides, gpus)
-    plan = Plan(baseline, data, root, teacher, schedule, splits=splits)
+    plan = Plan(baseline, data, root, teacher, schedule, splits=splits, from_scratch=synthetic and from_scratch)
     runs: list[RunSpec] = []
-    if synthetic:
+    if synthetic and from_scratch:
         runs.append(_base_run(plain, common, schedule.base_steps))
         start = "base"
+    elif synthetic:
+        plan.base_checkpoint, record = checked_base(baseline)
+        plan.base_sha256 = record["sha256"]
+        start = None
     else:
         plan.base_checkpoint = Path(base_checkpoint or OFFICIAL_BASES.get((baseline, data), "checkpoints/base.ckpt"))
         start = None
+    tune = _finetune_lr(synthetic and not from_scratch)
     for seed in schedule.seeds:
-        for variant, preset, extra in (("baseline", plain, []), ("pmloss", pm, _pm_overrides(teacher, schedule.pm_weight))):
+        for variant, preset, extra in (("baseline", plain, tune), ("pmloss", pm, [*_pm_overrides(teacher, schedule.pm_weight), *tune])):
             name = f"{variant}_seed{seed}"
             runs.append(RunSpec(name, "train", _finetune_overrides(preset, common, extra, schedule.finetune_steps, seed),
                                 variant=variant, seed=seed, start_from=start))
@@ -240,6 +279,13 @@ def _common_overrides(root: Path, extra_overrides: list[str] | None, gpus: int |
     if gpus:
         common += ["trainer.accelerator=gpu", f"trainer.devices={gpus}"]
     return common
+
+
+def _finetune_lr(from_shipped_base: bool) -> list[str]:
+    """The fine-tunes' learning rate override: :data:`FINETUNE_LR` from a shipped synthetic base
+    (the CPU presets' 1e-3 is a pretraining lr); none otherwise (the real-data presets carry
+    their own, ``--from-scratch`` keeps the presets')."""
+    return [f"optimizer.lr={FINETUNE_LR}"] if from_shipped_base else []
 
 
 def _base_run(preset: str, common: list[str], steps: int) -> RunSpec:
@@ -274,9 +320,9 @@ def _evaluations(runs: list[RunSpec], common: list[str], splits: dict[str, Path]
 TEACHER_DEGRADATIONS = ("edge_blur_px", "distortion", "view_misalignment_deg", "view_misalignment_shift", "noise_std")
 
 # Sized for <= 60 min on 2 CPU cores for MVSplat (`--dry-run` prints the estimate from the
-# measured CPU_COSTS). The long variant (3 x 80 = 240 steps) is the main comparison's fine-tune,
-# so its runs (and the base) are shared with `make reproduce-mvsplat`. Cut to fit: the short
-# fine-tunes are 80 steps (a third of the comparison's), 2 seeds.
+# measured CPU_COSTS). The long variant (2 x 100 = 200 steps from the shipped base; from scratch
+# 3 x 80 = 240) is the main comparison's fine-tune, so its runs (and the base) are shared with
+# `make reproduce-mvsplat`. Cut to fit: the short fine-tunes are half (a third) of the comparison's.
 def sharing_ablation(main: Schedule, finetune_steps: int) -> AblationSchedule:
     """An ablation schedule that shares the comparison's base (same steps and seeds) and whose long
     variant is the comparison's fine-tune (``long_factor * finetune_steps == main.finetune_steps``),
@@ -289,15 +335,31 @@ def sharing_ablation(main: Schedule, finetune_steps: int) -> AblationSchedule:
 
 ABLATION_SCHEDULES = {
     "default": {
-        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["mvsplat"], finetune_steps=80),
-        "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["depthsplat"], finetune_steps=30),
+        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["mvsplat"], finetune_steps=100),
+        "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["default"]["depthsplat"], finetune_steps=50),
     },
     "long": {
-        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["long"]["mvsplat"], finetune_steps=100),
-        "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["long"]["depthsplat"], finetune_steps=50),
+        "mvsplat": sharing_ablation(SYNTHETIC_SCHEDULES["long"]["mvsplat"], finetune_steps=200),
+        "depthsplat": sharing_ablation(SYNTHETIC_SCHEDULES["long"]["depthsplat"], finetune_steps=100),
+    },
+    "smoke": EveryBaseline(AblationSchedule(base_steps=0, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)),
+}
+SCRATCH_ABLATION_SCHEDULES = {
+    "default": {
+        "mvsplat": sharing_ablation(SCRATCH_SCHEDULES["default"]["mvsplat"], finetune_steps=80),
+        "depthsplat": sharing_ablation(SCRATCH_SCHEDULES["default"]["depthsplat"], finetune_steps=30),
+    },
+    "long": {
+        "mvsplat": sharing_ablation(SCRATCH_SCHEDULES["long"]["mvsplat"], finetune_steps=100),
+        "depthsplat": sharing_ablation(SCRATCH_SCHEDULES["long"]["depthsplat"], finetune_steps=50),
     },
     "smoke": EveryBaseline(AblationSchedule(base_steps=1, finetune_steps=2, long_factor=2, seeds=(0, 1), max_eval_scenes=1)),
 }
+
+
+def ablation_schedule(name: str, baseline: str, from_scratch: bool = False) -> AblationSchedule:
+    """The named ablation schedule of ``baseline`` (sharing the comparison's runs of that name)."""
+    return (SCRATCH_ABLATION_SCHEDULES if from_scratch else ABLATION_SCHEDULES)[name][baseline]
 
 
 def ablation_variants(schedule: AblationSchedule) -> list[AblationVariant]:
@@ -350,6 +412,7 @@ def make_ablation_plan(
     variants: list[str] | None = None,
     extra_overrides: list[str] | None = None,
     main_schedule: Schedule | None = None,
+    from_scratch: bool = False,
 ) -> Plan:
     """The ablation's runs on the synthetic benchmark: the base, then per seed one fine-tune per
     variant from it, each evaluated on both splits. ``variants`` selects a subset (the references
@@ -357,7 +420,7 @@ def make_ablation_plan(
     synthetic default schedule) keep its names, so its finished runs are reused and not redone."""
     if baseline not in baselines():
         raise InputError(f"unknown baseline {baseline!r}; choose one of {tuple(baselines())}.")
-    schedule = schedule or ABLATION_SCHEDULES["default"][baseline]
+    schedule = schedule or ablation_schedule("default", baseline, from_scratch)
     root = Path(root) if root else Path("datasets") / "synthetic"
     every = ablation_variants(schedule)
     by_name = {v.name: v for v in every}
@@ -368,21 +431,25 @@ def make_ablation_plan(
         chosen = set(variants)
         chosen |= {by_name[v].reference for v in variants if by_name[v].reference}
         every = [v for v in every if v.name in chosen]
-    main_schedule = main_schedule or SYNTHETIC_SCHEDULES["default"][baseline]
-    main = make_plan(baseline, "synthetic", root, "synthetic", main_schedule, extra_overrides=extra_overrides)
+    main_schedule = main_schedule or synthetic_schedule("default", baseline, from_scratch)
+    main = make_plan(baseline, "synthetic", root, "synthetic", main_schedule, extra_overrides=extra_overrides,
+                     from_scratch=from_scratch)
     main_runs = {tuple(r.overrides): r.name for r in main.runs if r.kind == "train"}
     plain, pm = _experiments(baseline, "synthetic")
     common = _common_overrides(root, extra_overrides, None)
-    plan = Plan(baseline, "synthetic", root, "synthetic", schedule, splits=main.splits, variants=every)
-    runs = [_base_run(plain, common, schedule.base_steps)]
+    plan = Plan(baseline, "synthetic", root, "synthetic", schedule, splits=main.splits, variants=every,
+                base_checkpoint=main.base_checkpoint, base_sha256=main.base_sha256, from_scratch=from_scratch)
+    runs = [_base_run(plain, common, schedule.base_steps)] if from_scratch else []
+    tune = _finetune_lr(not from_scratch)
     for seed in schedule.seeds:
         for variant in every:
             weight = schedule.pm_weight if variant.pm_weight is None else variant.pm_weight
             extra = [*_pm_overrides("synthetic", weight), *variant.overrides] if variant.pm else list(variant.overrides)
-            overrides = _finetune_overrides(pm if variant.pm else plain, common, extra,
+            overrides = _finetune_overrides(pm if variant.pm else plain, common, [*extra, *tune],
                                             schedule.finetune_steps * variant.length, seed)
             name = main_runs.get(tuple(overrides), f"ablation_{variant.name}_seed{seed}")
-            runs.append(RunSpec(name, "train", overrides, variant=variant.name, seed=seed, start_from="base"))
+            runs.append(RunSpec(name, "train", overrides, variant=variant.name, seed=seed,
+                                start_from="base" if from_scratch else None))
             plan.run_names[(variant.name, seed)] = name
     runs += _evaluations(runs, common, plan.splits, ground_truth=True)
     plan.runs = runs

@@ -13,11 +13,15 @@ Re-running the pipeline, per stage:
   to ``<name>.broken-<time>``);
 - marker present, other fingerprint (settings changed) -> the old folder is moved aside to
   ``<name>.stale-<time>`` and the stage is run again;
-- no marker (the stage was cut off: killed, crashed, Ctrl-C) -> its partial output is discarded
-  and the stage is run again from the start.
+- no marker (the stage was cut off: killed, crashed, Ctrl-C), the same settings (``spec.json``)
+  and something to resume from (``resumable(dir)``, for a training stage: a readable step
+  checkpoint) -> the folder is kept and the stage resumes from there (the work function finds
+  its checkpoint itself);
+- no marker otherwise -> its partial output is discarded and the stage is run again from the start.
 
-Training is seeded, so a stage that is run again gives the same result, and an interrupted
-reproduction finishes with the same report as an uninterrupted one.
+Training is seeded and its data order derives from the position (``splatcore.dataset.positions``),
+so a stage that is resumed or run again gives the same result, and an interrupted reproduction
+finishes with the same report as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -130,18 +134,29 @@ def _aside(directory: Path, label: str) -> Path:
     return target
 
 
+def _same_spec(directory: Path, spec: Any) -> bool:
+    """Whether the unfinished attempt in ``directory`` was started with these settings."""
+    try:
+        return fingerprint(json.loads((directory / SPEC).read_text())) == fingerprint(spec)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
 def run_stage(
     directory: Path,
     spec: Any,
     work: Callable[[Path], dict],
     log: Callable[[str], None] = print,
     artifacts: Callable[[Path, dict], list[dict[str, str]]] | None = None,
+    resumable: Callable[[Path], str | None] | None = None,
 ) -> tuple[dict, float, bool]:
     """Run ``work(directory) -> result`` unless already done (see the module docstring).
 
     ``artifacts(directory, result)`` lists the files the stage produced (:func:`artifact`
     records); they are checked before a finished stage is reused. ``result`` must hold paths
-    relative to ``directory`` only. Returns (result, seconds, reused).
+    relative to ``directory`` only. ``resumable(directory)`` describes what an unfinished attempt
+    with the same settings can be resumed from (e.g. "its step-4 checkpoint"), or None.
+    Returns (result, seconds, reused).
     """
     record = _read_marker(directory)
     if record is not None:
@@ -163,8 +178,12 @@ def run_stage(
             moved = _aside(directory, "stale")
             log(f"  {directory.name}: settings changed, moving the old run to {moved.name}")
     elif directory.exists():
-        log(f"  {directory.name}: an unfinished earlier attempt is discarded; starting it again from the beginning")
-        shutil.rmtree(directory)
+        point = resumable(directory) if resumable is not None and _same_spec(directory, spec) else None
+        if point is not None:
+            log(f"  {directory.name}: resuming an unfinished earlier attempt from {point}")
+        else:
+            log(f"  {directory.name}: an unfinished earlier attempt is discarded; starting it again from the beginning")
+            shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
     start = time.perf_counter()

@@ -14,6 +14,7 @@ from PIL import Image
 from pmsplat.reproduce import pipeline
 from pmsplat.reproduce.protocol import (
     ABLATION_SCHEDULES,
+    SCRATCH_ABLATION_SCHEDULES,
     SYNTHETIC_SCHEDULES,
     TEACHER_DEGRADATIONS,
     AblationSchedule,
@@ -26,7 +27,7 @@ from pmsplat.reproduce.stages import weights_digest
 from pmsplat.teachers.synthetic import SyntheticTeacherCfg
 from testkit import REPO_ROOT as REPO
 
-SMOKE = ABLATION_SCHEDULES["smoke"]["mvsplat"]
+SMOKE = SCRATCH_ABLATION_SCHEDULES["smoke"]["mvsplat"]
 EXPECTED = ["baseline", "pmloss", "weight_0.001", "weight_0.02", "warmup", "confidence", "huber", "bidirectional",
             "stop_gradient", "scale_invariant", "scale_invariant_0.2", "teacher_perfect", "teacher_doubled", "baseline_x2", "pmloss_x2"]
 
@@ -38,7 +39,7 @@ def _value(overrides: list[str], key: str) -> str | None:
 
 
 def test_plan_has_every_variant_for_every_seed_from_the_same_base(tmp_path) -> None:
-    plan = make_ablation_plan("mvsplat", root=tmp_path, schedule=SMOKE)
+    plan = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=SMOKE)
     assert [v.name for v in plan.variants] == EXPECTED
     trains = [r for r in plan.runs if r.kind == "train"]
     assert trains[0].name == "base" and _value(trains[0].overrides, "trainer.max_steps") == "1"
@@ -55,7 +56,7 @@ def test_plan_has_every_variant_for_every_seed_from_the_same_base(tmp_path) -> N
 
 
 def test_overrides_per_variant(tmp_path) -> None:
-    plan = make_ablation_plan("mvsplat", root=tmp_path, schedule=SMOKE)
+    plan = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=SMOKE)
     runs = {r.variant: r.overrides for r in plan.runs if r.kind == "train" and r.seed == 0 and r.name != "base"}
     steps = {v: int(_value(o, "trainer.max_steps")) for v, o in runs.items()}
     assert steps["baseline_x2"] == steps["pmloss_x2"] == 2 * SMOKE.finetune_steps
@@ -92,7 +93,7 @@ def test_variant_overrides_reach_the_resolved_config(tmp_path) -> None:
     from omegaconf import OmegaConf
     from splatcore.main import compose_config
 
-    plan = make_ablation_plan("mvsplat", root=tmp_path, schedule=SMOKE)
+    plan = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=SMOKE)
     runs = {r.variant: r.overrides for r in plan.runs if r.kind == "train" and r.seed == 1 and r.name != "base"}
 
     def resolved(variant):
@@ -113,19 +114,19 @@ def test_variant_overrides_reach_the_resolved_config(tmp_path) -> None:
 
 
 def test_variant_subset_adds_its_references_and_rejects_unknown_names(tmp_path) -> None:
-    plan = make_ablation_plan("mvsplat", root=tmp_path, schedule=SMOKE, variants=["scale_invariant", "pmloss_x2"])
+    plan = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=SMOKE, variants=["scale_invariant", "pmloss_x2"])
     assert [v.name for v in plan.variants] == ["baseline", "scale_invariant", "baseline_x2", "pmloss_x2"]
     with pytest.raises(ValueError, match="unknown ablation variant"):
-        make_ablation_plan("mvsplat", root=tmp_path, schedule=SMOKE, variants=["nope"])
+        make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=SMOKE, variants=["nope"])
 
 
 def test_long_variant_reuses_the_main_comparison_runs(tmp_path) -> None:
     schedule = AblationSchedule(base_steps=800, finetune_steps=100, long_factor=4, seeds=(0, 1))
     main = Schedule(base_steps=800, finetune_steps=400, seeds=(0, 1), pm_weight=0.005)
-    plan = make_ablation_plan("mvsplat", root=tmp_path, schedule=schedule, main_schedule=main)
+    plan = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=schedule, main_schedule=main)
     assert plan.run_names[("pmloss_x4", 1)] == "pmloss_seed1" and plan.run_names[("baseline_x4", 0)] == "baseline_seed0"
     assert plan.run_names[("pmloss", 0)] == "ablation_pmloss_seed0"
-    other = make_ablation_plan("mvsplat", root=tmp_path, schedule=schedule,
+    other = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path, schedule=schedule,
                                main_schedule=Schedule(base_steps=800, finetune_steps=300, seeds=(0, 1), pm_weight=0.005))
     assert other.run_names[("pmloss_x4", 1)] == "ablation_pmloss_x4_seed1"  # different settings: never the same name
 
@@ -133,7 +134,7 @@ def test_long_variant_reuses_the_main_comparison_runs(tmp_path) -> None:
 def test_default_schedules_fit_the_budget() -> None:
     """The documented budget (60 min for the MVSplat ablation from scratch, measured step costs)."""
     for name in ("mvsplat",):
-        plan = make_ablation_plan(name, schedule=ABLATION_SCHEDULES["default"][name])
+        plan = make_ablation_plan(name, from_scratch=True, schedule=SCRATCH_ABLATION_SCHEDULES["default"][name])
         assert estimate_seconds(plan) <= 60 * 60
         assert len(plan.schedule.seeds) >= 2
     assert SYNTHETIC_SCHEDULES["default"]["mvsplat"].finetune_steps == (
@@ -171,7 +172,7 @@ def _history(variant: str, seed: int) -> list[dict[str, float]]:
 
 @pytest.fixture
 def constructed(tmp_path, monkeypatch):
-    plan = make_ablation_plan("mvsplat", root=tmp_path / "data", schedule=SMOKE,
+    plan = make_ablation_plan("mvsplat", from_scratch=True, root=tmp_path / "data", schedule=SMOKE,
                               variants=["pmloss", "weight_0.001", "scale_invariant", "pmloss_x2"])
 
     def fake_train(spec, directory, start):

@@ -62,7 +62,7 @@ def smoke_reproduction(tmp_path_factory):
     generate(SynthConfig(out=root, train_scenes=2, test_scenes=1, frames=40, height=32, width=32))
     out = tmp_path_factory.mktemp("reproduce")
     schedule = Schedule(base_steps=1, finetune_steps=1, seeds=(0,), pm_weight=0.005, max_eval_scenes=1)
-    plan = make_plan("mvsplat", root=root, schedule=schedule, extra_overrides=TINY)
+    plan = make_plan("mvsplat", from_scratch=True, root=root, schedule=schedule, extra_overrides=TINY)
     report = pipeline.execute(plan, out, log=lambda _: None)
     return root, out, report
 

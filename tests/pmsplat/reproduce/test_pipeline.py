@@ -31,7 +31,7 @@ def tiny_synthetic(tmp_path_factory) -> Path:
 
 def _plan(root: Path):
     schedule = Schedule(base_steps=1, finetune_steps=1, seeds=(0,), pm_weight=0.005, max_eval_scenes=1)
-    return make_plan("mvsplat", root=root, schedule=schedule, extra_overrides=TINY)
+    return make_plan("mvsplat", from_scratch=True, root=root, schedule=schedule, extra_overrides=TINY)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pmsplat.reproduce.protocol import make_plan
 
 
 def _pair(baseline: str):
-    plan = make_plan(baseline, root=Path("datasets/synthetic"))
+    plan = make_plan(baseline, from_scratch=True, root=Path("datasets/synthetic"))
     runs = {r.name: r for r in plan.runs}
     return runs["baseline_seed0"], runs["pmloss_seed0"]
 

@@ -32,7 +32,7 @@ SCHEDULE = Schedule(base_steps=1, finetune_steps=2, seeds=(0,), pm_weight=0.005,
 def _plan(root: Path):
     """The smallest plan with every kind of stage: base (1 step), the PM-Loss fine-tune from it
     (2 steps), its evaluation on the extrapolation split (the baseline fine-tune is left out)."""
-    plan = make_plan("mvsplat", root=root, schedule=SCHEDULE, extra_overrides=TINY)
+    plan = make_plan("mvsplat", from_scratch=True, root=root, schedule=SCHEDULE, extra_overrides=TINY)
     plan.splits = {"extrapolation": plan.splits["extrapolation"]}
     plan.runs = [r for r in plan.runs if r.variant != "baseline" and r.split in (None, "extrapolation")]
     assert [r.name for r in plan.runs] == ["base", "pmloss_seed0", "eval_pmloss_seed0_extrapolation"]

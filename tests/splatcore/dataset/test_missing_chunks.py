@@ -3,7 +3,7 @@ word, training ran on 24 of 32 scenes):
 
 - through the CLI, ``pmsplat train`` stops with exit code 2 and one line naming the missing file,
   the count of scenes lost and the opt-in, without a traceback;
-- the opt-in that line names (``++dataset.skip_missing_chunks=true``) works: the run trains on the
+- the opt-in that line names (``dataset.skip_missing_chunks=true``) works: the run trains on the
   other scenes and warns with the count;
 - in-process, the loader's index and chunk list agree (the length counts only scenes it can read).
 """
@@ -48,11 +48,11 @@ def test_a_listed_but_missing_chunk_is_one_clear_error(one_chunk_missing, tmp_pa
     assert line.startswith("pmsplat train: ")
     assert str(one_chunk_missing / "train" / "index.json") in line
     assert "000001.torch" in line and "1 of its 3 scenes" in line
-    assert "++dataset.skip_missing_chunks=true" in line
+    assert "dataset.skip_missing_chunks=true" in line
 
 
 def test_the_opt_in_trains_on_the_other_scenes_and_warns_with_the_count(one_chunk_missing, tmp_path):
-    done = _train(one_chunk_missing, tmp_path / "out", "++dataset.skip_missing_chunks=true")
+    done = _train(one_chunk_missing, tmp_path / "out", "dataset.skip_missing_chunks=true")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     text = " ".join(done.stderr.split())
