@@ -172,13 +172,17 @@ class ChunkedDataset(IterableDataset):
                         return
                     item = self.load_example(example, path)
                     if isinstance(item, Skip):
-                        self.skips.add(item.reason)
-                        skipped[item.reason] = skipped.get(item.reason, 0) + 1
-                        log.debug("skipped %s: %s", item.reason, item.detail)
+                        self._count_skip(item, skipped)
                         continue
                     yielded += 1
                     yield item
         self._report_pass(worker, yielded, skipped)
+
+    def _count_skip(self, item: Skip, skipped: dict[str, int]) -> None:
+        """Record one skipped example: its reason in ``self.skips`` and the pass's ``skipped`` counts."""
+        self.skips.add(item.reason)
+        skipped[item.reason] = skipped.get(item.reason, 0) + 1
+        log.debug("skipped %s: %s", item.reason, item.detail)
 
     def _train_iter(self):
         """The training pass that :class:`~splatcore.dataset.positions.TrainPosition` names, from
@@ -210,9 +214,7 @@ class ChunkedDataset(IterableDataset):
                             item = self.load_example(example, path)
                         drawn += 1
                         if isinstance(item, Skip):
-                            self.skips.add(item.reason)
-                            skipped[item.reason] = skipped.get(item.reason, 0) + 1
-                            log.debug("skipped %s: %s", item.reason, item.detail)
+                            self._count_skip(item, skipped)
                             continue
                         yielded += 1
                         if yielded <= skip:
