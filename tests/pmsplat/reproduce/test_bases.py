@@ -33,12 +33,13 @@ def _checkout_base(baseline: str) -> Path:
 
 @pytest.fixture(scope="module")
 def test_scenes(tmp_path_factory) -> Path:
-    """The synthetic benchmark's test split (default settings, no training scenes): the same
-    scenes as datasets/synthetic's (each split is seeded on its own)."""
+    """The synthetic benchmark's test split (default settings) plus one training scene (config
+    validation wants a ``train/`` folder): the same test scenes as datasets/synthetic's (each split
+    is seeded on its own), so the tests need no generated datasets/ folder in the checkout."""
     from pmsplat.synthetic import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synthetic-test")
-    generate(SynthConfig(out=root, train_scenes=0, workers=1))
+    generate(SynthConfig(out=root, train_scenes=1, workers=1))
     return root
 
 
@@ -61,14 +62,17 @@ def test_shipped_base_matches_its_provenance(baseline):
 
 
 @pytest.mark.parametrize("baseline", SHIPPED)
-def test_shipped_base_loads_strictly_through_both_loaders(baseline):
+def test_shipped_base_loads_strictly_through_both_loaders(baseline, test_scenes):
     import torch
     from splatcore.main import build_model, compose_config, typed_config
+    from splatcore.overrides import list_override
     from splatcore.model.checkpoints import load_weights
     from safetensors.torch import load_file
 
     weights = _checkout_base(baseline)
-    run_cfg = typed_config(compose_config([f"+experiment={baseline}_synthetic_cpu", "output_dir=unused"]))
+    run_cfg = typed_config(
+        compose_config([f"+experiment={baseline}_synthetic_cpu", "output_dir=unused", list_override("dataset.roots", [test_scenes])])
+    )
     exported = build_model(run_cfg)
     load_exported(weights, exported)
     through_config = build_model(run_cfg)
