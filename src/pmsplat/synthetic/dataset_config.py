@@ -14,7 +14,7 @@ from .generate import METADATA, SYNTHETIC_FAR, SYNTHETIC_NEAR
 
 def synthetic_dataset_cfg(root: Path, **overrides) -> DatasetCfg:
     """Dataset config for a set written by ``pmsplat data synth``: name ``synthetic``, native
-    size from ``synthetic.json``, near 0.5 / far 20, bounded sampler with gaps 8..24 and 4
+    size from ``synthetic.json``, near 1 / far 15 (``SYNTHETIC_NEAR`` / ``SYNTHETIC_FAR``), bounded sampler with gaps 8..24 and 4
     targets (a scaled-down RE10K schedule), BILINEAR-free defaults of upstream (LANCZOS).
     Keyword overrides replace any field."""
     root = Path(root)

@@ -21,7 +21,7 @@ def test_synth_command_writes_a_loadable_set(tmp_path, capsys):
     assert code == 0
     assert "Wrote 1 train + 1 test scenes (37 frames, 16x24)" in capsys.readouterr().out
     metadata = json.loads((out / "synthetic.json").read_text())
-    assert metadata["dataset"]["image_shape"] == [16, 24] and metadata["dataset"]["near"] == 0.5
+    assert metadata["dataset"]["image_shape"] == [16, 24] and metadata["dataset"]["near"] == 1.0
     assert "z-depth" in metadata["depth"]
     item = next(iter(ChunkedDataset(synthetic_dataset_cfg(out), "train")))
     assert item["context"]["image"].shape == (2, 3, 16, 24)

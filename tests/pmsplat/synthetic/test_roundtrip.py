@@ -155,7 +155,7 @@ def test_loader_round_trip_matches_generator(synthetic_root):
             Image.fromarray((truth.images[frame] * 255).round().astype(np.uint8)).save(buffer, format="JPEG", quality=95, subsampling=0)
             expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")) / 255
             np.testing.assert_allclose(loaded[frame], expected, atol=1e-6)
-        np.testing.assert_array_equal(views["near"].numpy(), 0.5)
+        np.testing.assert_array_equal(views["near"].numpy(), 1.0)
 
 
 def test_pointmap_equals_unprojected_depth_and_is_derived_when_not_stored(synthetic_root, tmp_path):
