@@ -59,7 +59,43 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
             registry.store_presets()
             return compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(f"invalid overrides {list(overrides)}: {error}") from error
+        unknown = _unknown_key_message(overrides, error, config_dir, config_name)
+        raise ConfigError(unknown or f"invalid overrides {list(overrides)}: {error}") from error
+
+
+def _unknown_key_message(overrides: Sequence[str], error: Exception, config_dir, config_name: str) -> str | None:
+    """For Hydra's "Could not override 'k'" (a key the tree does not have): one sentence naming the
+    override and the closest keys of the tree composed without it (Hydra's own hint, ``+k=v``,
+    would add a key that nothing reads). None for any other error."""
+    import difflib
+    import re
+
+    match = re.search(r"Could not override '([^']+)'", str(error))
+    if match is None:
+        return None
+    key = match.group(1)
+    culprits = [o for o in overrides if o.split("=", 1)[0] == key]
+    if not culprits:
+        return None
+    try:
+        tree = compose_config([o for o in overrides if o not in culprits], config_dir, config_name)
+    except ConfigError:
+        return None
+    close = difflib.get_close_matches(key, _leaf_keys(OmegaConf.to_container(tree, resolve=False)), n=2, cutoff=0.8)
+    value = culprits[0].split("=", 1)[1] if "=" in culprits[0] else ""
+    parent = key.rsplit(".", 1)[0] if "." in key else "the top level"
+    hint = ("did you mean " + " or ".join(f"{k}={value}" for k in close) + "?") if close else (
+        f"`pmsplat train --cfg <the other overrides>` prints the keys under {parent}.")
+    return f"invalid override {culprits[0]!r}: the config has no key {key!r}; {hint}"
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every leaf key of a nested dict as ``a.b.c``."""
+    keys = []
+    for name, value in node.items():
+        dotted = f"{prefix}{name}"
+        keys += _leaf_keys(value, dotted + ".") if isinstance(value, dict) and value else [dotted]
+    return keys
 
 
 @dataclass

@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--checkpoint {args.checkpoint} does not exist.")
     if not args.index.is_file():
         raise InputError(f"--index {args.index} does not exist (published indices: `pmsplat data fetch-index`).")
-    overrides = list(args.overrides) + evaluation_overrides(args.index, args.ground_truth) + [f"output_dir={args.out}"]
+    from splatcore.overrides import path_override, quote_path_overrides
+
+    overrides = (quote_path_overrides(args.overrides) + evaluation_overrides(args.index, args.ground_truth)
+                 + [path_override("output_dir", args.out)])
     result = evaluate_checkpoint(overrides, args.checkpoint, max_scenes=args.max_scenes, label=str(args.index.name))
     if not result.rows:
         skipped = [note for note in result.notes if "skipped" in note]

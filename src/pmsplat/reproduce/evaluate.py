@@ -148,7 +148,8 @@ def evaluate_checkpoint(
 ) -> EvaluationResult:
     """Compose the config (``overrides`` must select the evaluation sampler, see
     :func:`evaluation_overrides`), build the model, load ``checkpoint`` strictly (None: the
-    config's own ``checkpointing.*`` weights) and run :func:`evaluate` with a progress bar."""
+    config's own ``checkpointing.*`` weights; ``checkpointing.no_strict_load=true`` loads it
+    non-strictly) and run :func:`evaluate` with a progress bar."""
     from rich.progress import Progress
     from splatcore.dataset import DataModule
     from splatcore.main import build_model, compose_config, load_pretrained, typed_config
@@ -158,7 +159,7 @@ def evaluate_checkpoint(
     run_cfg = typed_config(composed)
     model = build_model(composed, run_cfg)
     if checkpoint is not None:
-        load_weights(model, checkpoint, strict=True, what=f"checkpoint {checkpoint}")
+        load_weights(model, checkpoint, strict=not run_cfg.checkpointing.no_strict_load, what=f"checkpoint {checkpoint}")
     else:
         load_pretrained(model, run_cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -203,10 +203,12 @@ class PretrainConfig:
 def training_overrides(cfg: PretrainConfig) -> list[str]:
     """The Hydra overrides of the training (the preset, data root, budget, checkpoints; Lightning's
     own one-batch validation off: the validation callback replaces it), then the user's."""
-    return [f"+experiment={cfg.baseline}_synthetic_cpu", f"dataset.roots=[{cfg.data.resolve()}]",
+    from splatcore.overrides import list_override, path_override, quote_path_overrides
+
+    return [f"+experiment={cfg.baseline}_synthetic_cpu", list_override("dataset.roots", [cfg.data.resolve()]),
             f"trainer.max_steps={cfg.max_steps}", f"checkpointing.every_n_train_steps={cfg.checkpoint_every}",
-            "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", f"output_dir={cfg.out.resolve()}",
-            f"wandb.name={cfg.baseline}_pretrain", *cfg.overrides]
+            "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", path_override("output_dir", cfg.out.resolve()),
+            f"wandb.name={cfg.baseline}_pretrain", *quote_path_overrides(cfg.overrides)]
 
 
 def validation_overrides(cfg: PretrainConfig, split: str = "interpolation") -> list[str]:

@@ -196,8 +196,10 @@ class Plan:
 
 def evaluation_overrides(index_path: Path | str, ground_truth: bool) -> list[str]:
     """Hydra overrides that turn a training config into the evaluation protocol on an index."""
+    from splatcore.overrides import path_override
+
     overrides = [
-        "mode=test", "dataset/view_sampler=evaluation", f"dataset.view_sampler.index_path={index_path}",
+        "mode=test", "dataset/view_sampler=evaluation", path_override("dataset.view_sampler.index_path", index_path),
         "data_loader.test.batch_size=1",
     ]
     if ground_truth:
@@ -275,7 +277,9 @@ def make_plan(
 
 
 def _common_overrides(root: Path, extra_overrides: list[str] | None, gpus: int | None) -> list[str]:
-    common = [f"dataset.roots=[{root}]"] + list(extra_overrides or [])
+    from splatcore.overrides import list_override
+
+    common = [list_override("dataset.roots", [root])] + list(extra_overrides or [])
     if gpus:
         common += ["trainer.accelerator=gpu", f"trainer.devices={gpus}"]
     return common

@@ -19,11 +19,13 @@ def make_tiny_synthetic(root: Path) -> Path:
 
 def tiny_overrides(root: Path, output_dir: Path, *extra: str) -> list[str]:
     """The MVSplat CPU preset shrunk further (32x32, 8 depth candidates, 32 channels); ``extra``
-    overrides replace base entries with the same key."""
+    overrides replace base entries with the same key. Paths are quoted for Hydra where they need it."""
+    from splatcore.overrides import list_override, path_override
+
     keys = {item.split("=", 1)[0] for item in extra}
     base = [
         "+experiment=mvsplat_synthetic_cpu",
-        f"dataset.roots=[{root}]",
+        list_override("dataset.roots", [root]),
         f"dataset.image_shape=[{SIZE},{SIZE}]",
         f"dataset.ori_image_shape=[{SIZE},{SIZE}]",
         "model.encoder.d_feature=32",
@@ -31,7 +33,7 @@ def tiny_overrides(root: Path, output_dir: Path, *extra: str) -> list[str]:
         "model.encoder.costvolume_unet_feat_dim=16",
         "model.encoder.costvolume_unet_channel_mult=[1,1]",
         "model.encoder.depth_unet_feat_dim=16",
-        f"output_dir={output_dir}",
+        path_override("output_dir", output_dir),
         "trainer.enable_progress_bar=false",
     ]
     return [item for item in base if item.split("=", 1)[0] not in keys] + list(extra)
