@@ -250,7 +250,11 @@ def validate(run: RunConfig) -> None:
 
 
 def validate_files(run: RunConfig) -> None:
-    """The dataset split folder and every configured checkpoint file exist."""
+    """The dataset split folder, its index.json and every chunk file it lists (unless
+    ``dataset.skip_missing_chunks``) and every configured checkpoint file exist: a partly copied
+    dataset fails here, before a model is built, not at the first batch."""
+    from .dataset.chunks import read_index, without_missing_chunks
+
     for root in run.dataset.roots:
         split = "train" if run.mode == "train" else "test"
         if not (Path(root) / split).is_dir():
@@ -260,6 +264,8 @@ def validate_files(run: RunConfig) -> None:
                 else "download/convert the dataset there or set dataset.roots=[...]"
             )
             raise ConfigError(f"dataset.roots entry {root} has no '{split}/' folder; {hint}")
+        if not run.dataset.skip_missing_chunks:
+            without_missing_chunks(Path(root) / split, read_index(Path(root) / split), skip=False)
     for key in ("load", "pretrained_model", "pretrained_monodepth", "pretrained_mvdepth", "pretrained_depth"):
         path = getattr(run.checkpointing, key)
         if path is not None and not Path(path).is_file():

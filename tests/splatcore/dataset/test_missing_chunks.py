@@ -5,6 +5,7 @@ word, training ran on 24 of 32 scenes):
   the count of scenes lost and the opt-in, without a traceback;
 - the opt-in that line names (``dataset.skip_missing_chunks=true``) works: the run trains on the
   other scenes and warns with the count;
+- the check is part of the start-up validation (``typed_config``), before any model is built;
 - in-process, the loader's index and chunk list agree (the length counts only scenes it can read).
 """
 
@@ -49,6 +50,16 @@ def test_a_listed_but_missing_chunk_is_one_clear_error(one_chunk_missing, tmp_pa
     assert str(one_chunk_missing / "train" / "index.json") in line
     assert "000001.torch" in line and "1 of its 3 scenes" in line
     assert "dataset.skip_missing_chunks=true" in line
+
+
+def test_the_check_runs_at_start_up_before_any_model_is_built(one_chunk_missing, tmp_path):
+    from splatcore.run_config import compose_config, typed_config
+
+    composed = compose_config(tiny_overrides(one_chunk_missing, tmp_path / "out", "trainer.max_steps=1"))
+    with pytest.raises(DataError, match=r"000001\.torch.*dataset\.skip_missing_chunks=true"):
+        typed_config(composed)
+    opted_in = compose_config(tiny_overrides(one_chunk_missing, tmp_path / "out", "trainer.max_steps=1", "dataset.skip_missing_chunks=true"))
+    assert typed_config(opted_in).dataset.skip_missing_chunks is True
 
 
 def test_the_opt_in_trains_on_the_other_scenes_and_warns_with_the_count(one_chunk_missing, tmp_path):
