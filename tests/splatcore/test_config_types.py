@@ -74,3 +74,40 @@ def test_pmsplat_train_rejects_a_wrong_type_before_creating_the_output(tmp_path,
     for word in words:
         assert word in line, (word, line)
     assert not out.exists()
+
+
+HINTED = [
+    "trainer.max_steps=abc",
+    "model.encoder.num_depth_candidates=many",
+    "dataset.view_sampler.num_context_views=2.5",
+    "optimizer.lr=abc",
+    "checkpointing.resume=maybe",
+    "trainer.max_step=5",
+    "model.encoder.d_featur=48",
+    "model.decoder.backend=cuda",
+]
+
+
+def _hints(line: str) -> list[str]:
+    """The overrides a one-line error proposes: ``e.g. k=v``, ``did you mean k=v``, or every
+    option of ``k=... use one of ('a', 'b')``."""
+    import re
+
+    if match := re.search(r"(?:e\.g\.|did you mean) (\S+?=\S+?)[.?]?$", line):
+        return [match.group(1)]
+    if match := re.search(r"(\S+?)=\S+ is unknown; use one of \(([^)]*)\)", line):
+        return [f"{match.group(1)}={option.strip().strip(chr(39))}" for option in match.group(2).split(",")]
+    return []
+
+
+@pytest.mark.parametrize("override", HINTED)
+def test_every_override_a_config_error_proposes_composes(override, capsys):
+    from pmsplat.cli import main
+
+    assert main(["train", "--cfg", "+experiment=mvsplat_synthetic_cpu", override]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    hints = _hints(line)
+    assert hints, f"no runnable hint in: {line}"
+    for hint in hints:
+        assert main(["train", "--cfg", "+experiment=mvsplat_synthetic_cpu", hint]) == 0, (line, hint, capsys.readouterr().err)
+        capsys.readouterr()

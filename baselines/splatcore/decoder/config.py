@@ -51,21 +51,21 @@ class DecoderSplattingCfg:
     def __post_init__(self) -> None:
         if self.name not in DECODER_NAMES:
             raise ConfigError(
-                f"decoder.name={self.name!r} is not a splatting decoder; use one of {DECODER_NAMES}."
+                f"model.decoder.name={self.name!r} is not a splatting decoder; use one of {DECODER_NAMES}."
             )
         if self.backend not in BACKENDS:
             raise ConfigError(
-                f"decoder.backend={self.backend!r} is unknown; use one of {BACKENDS}."
+                f"model.decoder.backend={self.backend!r} is unknown; use one of {BACKENDS}."
             )
         if not self.near_cull_factor > 0:
             raise ConfigError(
-                f"decoder.near_cull_factor must be > 0 (upstream: 0.2), got {self.near_cull_factor}."
+                f"model.decoder.near_cull_factor must be > 0 (upstream: 0.2), got {self.near_cull_factor}."
             )
         if self.tile_size < 1:
-            raise ConfigError(f"decoder.tile_size must be >= 1, got {self.tile_size}.")
+            raise ConfigError(f"model.decoder.tile_size must be >= 1, got {self.tile_size}.")
         if self.max_chunk_elements < 1:
             raise ConfigError(
-                f"decoder.max_chunk_elements must be >= 1, got {self.max_chunk_elements}."
+                f"model.decoder.max_chunk_elements must be >= 1, got {self.max_chunk_elements}."
             )
 
 
