@@ -64,7 +64,7 @@ reproduce-ablation: setup
 
 # Pretrain the synthetic CPU base (pmsplat pretrain; resumable: run it again after a kill) and export
 # checkpoints/synthetic/$(BASELINE)_base.safetensors + .provenance.json. BASELINE=mvsplat|depthsplat;
-# optional STEPS (budget, default 8000 for mvsplat, 2000 for depthsplat), SCENES (training scenes, default 32), OUT (run folder),
+# optional STEPS (budget, default 4000 for mvsplat, 2000 for depthsplat), SCENES (training scenes, default 128), OUT (run folder),
 # PRETRAIN_ARGS (more options / Hydra overrides).
 .PHONY: pretrain-synthetic
 pretrain-synthetic: setup

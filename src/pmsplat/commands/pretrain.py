@@ -2,8 +2,8 @@
 
 Examples::
 
-    pmsplat pretrain --baseline mvsplat                          # outputs/pretrain/mvsplat, 8000-step budget
-    pmsplat pretrain --baseline mvsplat --max-steps 6000 --scenes 128
+    pmsplat pretrain --baseline mvsplat                          # outputs/pretrain/mvsplat, 4000-step budget, 128 scenes
+    pmsplat pretrain --baseline mvsplat --max-steps 6000 --scenes 256
     pmsplat pretrain --baseline depthsplat --out runs/ds --export checkpoints/synthetic/depthsplat_base.safetensors
     pmsplat pretrain --baseline mvsplat optimizer.lr=5e-4         # extra Hydra overrides
 
@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", required=True, choices=["mvsplat", "depthsplat"])
     p.add_argument("--out", type=Path, default=None, help="run folder (default outputs/pretrain/<baseline>)")
     p.add_argument("--max-steps", type=int, default=None,
-                   help="step budget; also the LR schedule's length (default: 8000 for mvsplat, 2000 for depthsplat, ~2.5 h on 2 cores)")
-    p.add_argument("--scenes", type=int, default=32, help="training scenes, generated if missing (default 32)")
+                   help="step budget; also the LR schedule's length (default: 4000 for mvsplat, 2000 for depthsplat)")
+    p.add_argument("--scenes", type=int, default=128, help="training scenes, generated if missing (default 128, as the shipped bases)")
     p.add_argument("--data", type=Path, default=None,
                    help="synthetic data folder (default datasets/synthetic, or datasets/synthetic-train<N> for --scenes N != 32)")
     p.add_argument("--val-every", type=int, default=250, help="steps between validations (default 250)")
-    p.add_argument("--val-scenes", type=int, default=4, help="scenes of the fixed validation subset (default 4)")
+    p.add_argument("--val-scenes", type=int, default=8, help="scenes of the fixed validation subset (default 8)")
     p.add_argument("--checkpoint-every", type=int, default=100, help="steps between resumable checkpoints (default 100)")
     p.add_argument("--export", type=Path, default=None,
                    help="float16 safetensors to write (default checkpoints/synthetic/<baseline>_base.safetensors)")

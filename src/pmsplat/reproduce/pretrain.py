@@ -52,10 +52,13 @@ from .bases import file_sha256, provenance_path, read_provenance
 from .protocol import SYNTHETIC_SPLITS, evaluation_overrides
 
 BASELINES = ("mvsplat", "depthsplat")
-# Default step budgets (also the LR schedule's length): about 2.5 h on 2 CPU cores each (MVSplat's
-# CPU preset ~1 s/step on a loaded 2-core machine, DepthSplat's ~4x that).
-DEFAULT_BUDGET = {"mvsplat": 8000, "depthsplat": 2000}
-DEFAULT_SCENES = 32  # the default synthetic set of `pmsplat data synth`
+# Default step budgets (also the LR schedule's length, so the lr has annealed when the budget is
+# reached): MVSplat's CPU preset runs ~2.2 steps/s on 2 quiet cores (4000 steps ~35 min with the
+# validations), DepthSplat's about 4x slower.
+DEFAULT_BUDGET = {"mvsplat": 4000, "depthsplat": 2000}
+DEFAULT_SCENES = 32  # the default synthetic set of `pmsplat data synth` (datasets/synthetic)
+PRETRAIN_SCENES = 128  # the shipped bases' training scenes (datasets/synthetic-train128, generated)
+PRETRAIN_VAL_SCENES = 8
 PLATEAU_FRACTION = 0.2  # the last 20 % of the steps
 PLATEAU_MIN_GAIN_DB = 0.1
 CHECK_SET, CHECK_SCENES = "check_2_scenes", 2  # the metrics the test suite reproduces on the shipped base
@@ -160,10 +163,10 @@ class PretrainConfig:
     baseline: str
     out: Path | None = None
     max_steps: int | None = None  # None: DEFAULT_BUDGET[baseline]
-    scenes: int = DEFAULT_SCENES
+    scenes: int = PRETRAIN_SCENES
     data: Path | None = None
     val_every: int = 250
-    val_scenes: int = 4
+    val_scenes: int = PRETRAIN_VAL_SCENES
     checkpoint_every: int = 100
     overrides: list[str] = field(default_factory=list)
     export: Path | None = None
