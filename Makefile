@@ -35,7 +35,7 @@ $(STAMP): setup.py requirements-cpu.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	@# gsplat and xformers (the `gpu` extra) only where there is CUDA to run them
+	@# the `gpu` extra only where there is CUDA; on CPU gsplat and xformers come with `dev` for their references
 	$(PIP) install -q -e ".[$(EXTRAS)]" $(CONSTRAINTS)
 	@# LPIPS linear-head weights ship in the lpips package; its torchvision dependency is not needed
 	@# (pmsplat has its own VGG16), so it is installed without dependencies.

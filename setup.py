@@ -57,11 +57,14 @@ setup(
         "vggt": ["huggingface_hub"],
         # depth-anything-3 0.1.1 imports addict without declaring it
         "da3": ["depth-anything-3", "addict"],
-        "dev": ["pytest>=8", "pytest-xdist", "pytest-benchmark", "hypothesis", "import-linter>=2.17"],
+        # gsplat and xformers are test dependencies too: their pure-torch references run on CPU and
+        # check the CUDA paths there (pinned: gsplat's private reference names change between versions)
+        "dev": ["pytest>=8", "pytest-xdist", "pytest-benchmark", "hypothesis", "import-linter>=2.17",
+                "gsplat==1.5.3", "xformers==0.0.35"],
         # CUDA-only kernels (`make setup` adds this extra where nvidia-smi finds a GPU): the gsplat
         # rasteriser (JIT-built on first use; needs nvcc) and xformers attention. The code imports
         # both lazily and falls back to the torch rasteriser / SDPA without them.
-        "gpu": ["gsplat>=1.4", "xformers"],
+        "gpu": ["gsplat==1.5.3", "xformers"],
     },
     entry_points={"console_scripts": ["pmsplat=pmsplat.cli:main"]},
 )

@@ -132,6 +132,70 @@ def test_dinov2_gives_the_same_features_with_xformers_and_sdpa_on_cuda():
         assert (fast - reference).abs().max().item() <= 1e-4 * scale
 
 
+@pytest.fixture
+def xformers_reference_kernel(monkeypatch):
+    """xformers' own CPU reference (``attn_bias_utils.ref_attention_bmhk``: BMHK layout, scale
+    1/sqrt(K)) in place of ``memory_efficient_attention``, and the CUDA check lifted, so the
+    xformers branch of ``multi_head_attention`` runs on CPU. The stand-in binds the real
+    operator's signature and records the layout it was given."""
+    import inspect
+
+    pytest.importorskip("xformers", reason="xformers is a test dependency (pip install xformers==0.0.35)")
+    from xformers.attn_bias_utils import ref_attention_bmhk
+    from xformers.ops import memory_efficient_attention
+
+    import depthsplat.vit.attention as attention
+
+    calls = []
+
+    def kernel(*args, **kwargs):
+        bound = inspect.signature(memory_efficient_attention).bind(*args, **kwargs)
+        bound.apply_defaults()
+        query, key, value = (bound.arguments[n] for n in ("query", "key", "value"))
+        calls.append(tuple(query.shape))
+        return ref_attention_bmhk(query, key, value, bound.arguments["attn_bias"], scale=bound.arguments["scale"])
+
+    monkeypatch.setattr(attention, "_xformers_attention", lambda: kernel)
+    monkeypatch.setattr(attention, "_kernel_runs_on", lambda q: True)
+    return calls
+
+
+def test_xformers_branch_with_xformers_reference_equals_sdpa_on_cpu(xformers_reference_kernel):
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, 6, 50, 64, generator=g) for _ in range(3))  # (batch, head, token, dim)
+    fast = multi_head_attention(q, k, v, backend="xformers")
+    torch.testing.assert_close(fast, multi_head_attention(q, k, v, backend="sdpa"), atol=2e-6, rtol=0)
+    assert xformers_reference_kernel == [(2, 50, 6, 64)]  # BMHK: (batch, token, head, dim)
+    # "auto" takes the kernel where it can run (here: the stand-in)
+    multi_head_attention(q, k, v, backend="auto")
+    assert len(xformers_reference_kernel) == 2
+
+
+@pytest.mark.parametrize("size", ["vits", "vitb"])
+def test_dinov2_features_with_the_xformers_reference_equal_sdpa_on_cpu(xformers_reference_kernel, size):
+    """The whole ViT (deterministic weights) of both DepthSplat monocular backbones, every
+    attention layer on the xformers branch: the features equal the SDPA ones to float32 rounding.
+    (MVSplat has no xformers path: upstream imports it only for a cross-attention block that the
+    released configs never build.)"""
+    from depthsplat.vit import build_dinov2
+    from depthsplat.vit.dinov2 import SelfAttention
+    from splatcore.testing.parity import apply_deterministic_weights
+
+    vit = build_dinov2(size)
+    apply_deterministic_weights(vit, 0)
+    vit = vit.eval()
+    images = torch.rand(1, 3, 28, 42, generator=torch.Generator().manual_seed(3))
+    layers = [m for m in vit.modules() if isinstance(m, SelfAttention)]
+    outputs = {}
+    with torch.no_grad():
+        for backend in ("xformers", "sdpa"):
+            vit.set_attention_backend(backend)
+            outputs[backend] = vit.get_intermediate_layers(images)
+    assert len(xformers_reference_kernel) == len(layers) == 12
+    for fast, reference in zip(outputs["xformers"], outputs["sdpa"]):
+        assert (fast - reference).abs().max().item() <= 1e-4 * reference.abs().max().item()
+
+
 def test_offset_modes():
     raw = torch.linspace(-6, 6, 13)[:, None].expand(13, 2)
     torch.testing.assert_close(pixel_offsets(raw, "ori", 0.5), 1 / (1 + torch.exp(-raw)) - 0.5)

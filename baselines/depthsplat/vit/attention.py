@@ -36,6 +36,14 @@ def xformers_available() -> bool:
     return _xformers_attention() is not None
 
 
+def _kernel_runs_on(q: Tensor) -> bool:
+    """Whether xformers' kernels can take ``q``: its memory-efficient operators are CUDA-only
+    (0.0.35 has no CPU operator). The CPU tests substitute xformers' own reference
+    (``xformers.attn_bias_utils.ref_attention_bmhk``) for the kernel and this check, so that the
+    layout and scale of the call below run without a GPU."""
+    return q.is_cuda
+
+
 def multi_head_attention(
     q: Float[Tensor, "batch head token dim"],
     k: Float[Tensor, "batch head token dim"],
@@ -50,10 +58,10 @@ def multi_head_attention(
     if backend not in ("auto", "sdpa", "xformers"):
         raise DepthSplatError(f"attention backend must be 'auto', 'sdpa' or 'xformers', got {backend!r}")
     # only try the import for CUDA tensors: on a CPU-only machine xformers warns when imported
-    kernel = _xformers_attention() if (q.is_cuda or backend == "xformers") else None
+    kernel = _xformers_attention() if (_kernel_runs_on(q) or backend == "xformers") else None
     use_xformers = backend == "xformers" or (backend == "auto" and kernel is not None)
     if use_xformers:
-        if kernel is None or not q.is_cuda:
+        if kernel is None or not _kernel_runs_on(q):
             raise BackendUnavailableError(
                 "attention backend 'xformers' needs the xformers package and CUDA tensors; "
                 "install xformers for your CUDA build or use backend='sdpa'"
