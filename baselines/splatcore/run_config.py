@@ -266,10 +266,25 @@ def validate_files(run: RunConfig) -> None:
             raise ConfigError(f"dataset.roots entry {root} has no '{split}/' folder; {hint}")
         if not run.dataset.skip_missing_chunks:
             without_missing_chunks(Path(root) / split, read_index(Path(root) / split), skip=False)
+    check_output_dir(Path(run.output_dir))
     for key in ("load", "pretrained_model", "pretrained_monodepth", "pretrained_mvdepth", "pretrained_depth"):
         path = getattr(run.checkpointing, key)
         if path is not None and not Path(path).is_file():
             raise CheckpointError(f"checkpointing.{key}={path} does not exist; fix the path or set it to null")
 
 
-__all__ = ["DEFAULT_CONFIG_DIR", "MODES", "available_baselines", "config_directory", "RunConfig", "compose_config", "encoder_cfg", "typed_config", "validate", "validate_files"]
+def check_output_dir(out: Path) -> None:
+    """``output_dir`` can be created: its nearest existing ancestor is a writable folder (not a
+    file), so a bad path is one error at start-up rather than a NotADirectoryError mid-run."""
+    import os
+
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"output_dir={out} cannot be created: {parent} is a file, not a folder; choose another output_dir.")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"output_dir={out} cannot be created: {parent} is not writable; choose another output_dir.")
+            return
+
+
+__all__ = ["DEFAULT_CONFIG_DIR", "check_output_dir", "MODES", "available_baselines", "config_directory", "RunConfig", "compose_config", "encoder_cfg", "typed_config", "validate", "validate_files"]

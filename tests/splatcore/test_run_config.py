@@ -46,3 +46,20 @@ def test_no_strict_load_is_a_key_of_both_baselines(preset):
     run = typed_config(compose_config([f"+experiment={preset}", "checkpointing.no_strict_load=true"]), check_files=False)
     assert run.checkpointing.no_strict_load is True
     assert typed_config(compose_config([f"+experiment={preset}"]), check_files=False).checkpointing.no_strict_load is False
+
+
+def test_an_output_dir_below_a_file_is_one_line_before_anything_is_created(tmp_path, tiny_synthetic):
+    import subprocess
+    import sys
+
+    from testkit.tiny_mvsplat import tiny_overrides
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    overrides = tiny_overrides(tiny_synthetic, blocker / "run", "trainer.max_steps=1")
+    done = subprocess.run([sys.executable, "-m", "pmsplat.cli", "train", *overrides], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith("pmsplat train: output_dir=") and f"{blocker} is a file, not a folder" in line
+    assert blocker.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["a file"]
