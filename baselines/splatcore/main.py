@@ -11,8 +11,21 @@ encoders come from :mod:`splatcore.registry`, where the baselines register them)
 validates the whole configuration first (every invalid combination fails here, before any data is read),
 builds encoder + decoder + losses + :class:`~splatcore.model.ModelWrapper` + DataModule and runs
 Lightning in-process: ``mode=train`` fits (then returns the last checkpoint), ``mode=test`` tests
-and returns the averaged scores. CPU: accelerator cpu; several GPUs: DDP. Seeds: ``seed + rank``
-for torch (upstream), ``data_loader.<stage>.seed + rank`` for the loaders.
+and returns the averaged scores. Seeds: ``seed + rank`` for torch (upstream),
+``data_loader.<stage>.seed + rank`` for the loaders.
+
+Several processes: ``trainer.devices=N`` (GPUs, or CPU processes with ``trainer.accelerator=cpu``:
+gloo) or ``trainer.num_nodes=M`` run Lightning's DDP. Lightning starts ranks 1..N-1 itself
+(``pmsplat train ... trainer.devices=8``), or takes the ranks from torchrun / SLURM::
+
+    torchrun --nnodes 2 --nproc-per-node 8 --node-rank $NODE --master-addr $HOST -m pmsplat.cli train \
+        +experiment=... trainer.devices=8 trainer.num_nodes=2
+    srun --ntasks-per-node 8 pmsplat train +experiment=... trainer.devices=8 trainer.num_nodes=2
+
+Training: every rank draws its own order of the whole training split (seed + rank, as upstream's
+IterableDataset) and the gradients are averaged. Testing: each rank evaluates one contiguous block
+of the test stream (no scene twice, no padding), rank 0 gathers the scores and writes every file;
+checkpoints, ``config.yaml`` and ``train_history.csv`` are written by rank 0 only.
 
 Outputs under ``output_dir``: ``checkpoints/*.ckpt`` (``encoder.*`` only; ``last.ckpt`` at the end),
 ``train_history.csv`` (one row per training step: step, loss/total, loss/<name>, train/psnr, lr),
@@ -75,7 +88,9 @@ def _trainer_kwargs(run: RunConfig) -> dict[str, Any]:
     if accelerator == "gpu" and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator=gpu but no CUDA device is available; use trainer.accelerator=cpu")
     gpu_count = torch.cuda.device_count() if accelerator == "gpu" else 0
-    multi = accelerator == "gpu" and (devices == "auto" and gpu_count > 1 or isinstance(devices, int) and devices > 1)
+    # DDP for several GPUs, several CPU processes (gloo: how the tests run it) or several nodes
+    multi = (accelerator == "gpu" and devices == "auto" and gpu_count > 1) or (isinstance(devices, int) and devices > 1) \
+        or int(t.get("num_nodes", 1)) > 1
     val_check_interval = t.pop("val_check_interval", 1.0)
     kwargs: dict[str, Any] = dict(
         accelerator=accelerator,
@@ -97,6 +112,19 @@ def _trainer_kwargs(run: RunConfig) -> dict[str, Any]:
     return kwargs
 
 
+def process_rank(run: RunConfig) -> int:
+    """This process's global rank before Lightning sets up the process group: ``RANK`` (torchrun,
+    SLURM through Lightning's cluster environments) or ``NODE_RANK * devices + LOCAL_RANK``
+    (Lightning's own launcher, which starts ranks 1.. with these variables); 0 otherwise."""
+    if "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", 1)) > 1:
+        return int(os.environ["SLURM_PROCID"])
+    devices = dict(run.trainer).get("devices", 1)
+    per_node = devices if isinstance(devices, int) and devices > 0 else 1
+    return int(os.environ.get("NODE_RANK", 0)) * per_node + int(os.environ.get("LOCAL_RANK", 0))
+
+
 def run(cfg: DictConfig) -> RunResult:
     """Train or test in-process as the config says; see the module docstring."""
     from lightning.pytorch import Trainer
@@ -108,11 +136,12 @@ def run(cfg: DictConfig) -> RunResult:
 
     run_cfg = typed_config(cfg)
     torch.set_float32_matmul_precision("high")
-    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+    rank = process_rank(run_cfg)
     torch.manual_seed(run_cfg.seed + rank)
     output_dir = run_cfg.output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if rank == 0:
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     step_tracker = StepTracker()
     model = build_model(run_cfg, step_tracker=step_tracker)
@@ -160,7 +189,7 @@ def run(cfg: DictConfig) -> RunResult:
     if ck.load is not None:
         from .model.checkpoints import load_weights
 
-        load_weights(model, ck.load, strict=True, what="checkpointing.load")
+        load_weights(model, ck.load, strict=not ck.no_strict_load, what="checkpointing.load")
     trainer.test(model, datamodule=data_module)
     scores = model.score_book.averages() if model.score_book is not None else None
     if scores is not None:

@@ -108,6 +108,8 @@ class DataModule(LightningDataModule):
             dataset.position = self.train_position
             dataset.seed = (cfg.seed + self.global_rank) if cfg.seed is not None else self.fallback_seed
             dataset.batch_size = cfg.batch_size
+        if stage == "test" and isinstance(dataset, ChunkedDataset):
+            dataset.shard_rank, dataset.shard_count = self.process_rank()
         if self.dataset_shim is not _identity:
             dataset = _ShimmedDataset(dataset, self.dataset_shim)
         if validation_length is not None:
@@ -122,6 +124,11 @@ class DataModule(LightningDataModule):
         if resumable:
             return ResumableLoader(dataset, position=self.train_position, progress=trainer_progress(self), **options)
         return DataLoader(dataset, **options)
+
+    def process_rank(self) -> tuple[int, int]:
+        """(global rank, world size) of the attached trainer; (0, 1) without one."""
+        trainer = getattr(self, "trainer", None)
+        return (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.data_loader_cfg.train)

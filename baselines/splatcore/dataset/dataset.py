@@ -119,6 +119,9 @@ class ChunkedDataset(IterableDataset):
             self.chunks = [self.index[cfg.overfit_to_scene]] * len(self.chunks)
         if stage == "test":
             self.chunks = self.chunks[:: cfg.test_chunk_interval]
+        # set by the DataModule for the test stage under DDP: this process evaluates the contiguous
+        # block shard_rank of shard_count of the test stream (no scene twice, none padded)
+        self.shard_rank, self.shard_count = 0, 1
         # set by the DataModule for the train stage (splatcore.dataset.positions): resumable order
         self.position: TrainPosition | None = None
         self.seed = 0
@@ -149,6 +152,9 @@ class ChunkedDataset(IterableDataset):
         if self.stage == "train" and self.position is not None:
             yield from self._train_iter()
             return
+        if self.stage == "test" and self.shard_count > 1:
+            yield from self._test_shard_iter()
+            return
         chunks = list(self.chunks)
         if self.shuffles:
             chunks = [chunks[i] for i in torch.randperm(len(chunks)).tolist()]
@@ -170,6 +176,49 @@ class ChunkedDataset(IterableDataset):
                     if limit is not None and yielded >= limit:
                         self._report_pass(worker, yielded, skipped)
                         return
+                    item = self.load_example(example, path)
+                    if isinstance(item, Skip):
+                        self._count_skip(item, skipped)
+                        continue
+                    yielded += 1
+                    yield item
+        self._report_pass(worker, yielded, skipped)
+
+    def _test_shard_iter(self):
+        """This process's contiguous block of the test stream (chunk order, then the order within a
+        chunk, ``test_times_per_scene`` repeats, the first ``test_len``): positions
+        [rank * n // count, (rank + 1) * n // count) of the n examples, so that the ranks' blocks
+        in rank order are exactly the single-process stream. Chunks outside the block are not
+        read; with data-loader workers the block's chunks are split across them as usual."""
+        from collections import Counter
+
+        sizes = Counter(self.index.values())
+        unknown = [path for path in self.chunks if path not in sizes]
+        if unknown:
+            raise DataError(f"{unknown[0]} is not in its index.json, so the test split cannot be sharded across "
+                            "processes; regenerate index.json (or evaluate on one device).")
+        repeats = self.times_per_scene
+        total = sum(sizes[path] for path in self.chunks) * repeats
+        if self.cfg.test_len > 0:
+            total = min(total, self.cfg.test_len)
+        first = total * self.shard_rank // self.shard_count
+        last = total * (self.shard_rank + 1) // self.shard_count
+        info = get_worker_info()
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        offset, mine = 0, []
+        for path in self.chunks:
+            size = sizes[path] * repeats
+            if offset < last and offset + size > first:
+                mine.append((offset, path))
+            offset += size
+        yielded, skipped = 0, {}
+        for offset, path in mine[worker::workers]:
+            position = offset
+            for example in load_chunk(path):
+                for _ in range(repeats):
+                    position += 1
+                    if not first < position <= last:
+                        continue
                     item = self.load_example(example, path)
                     if isinstance(item, Skip):
                         self._count_skip(item, skipped)

@@ -144,6 +144,33 @@ class ScoreBook:
             result[tag] = [len(kept), (math.fsum(kept) / len(kept)) if kept else float("nan")]
         return result
 
+    def state(self) -> dict:
+        """Everything the book holds, as plain Python (what one DDP rank sends to rank 0)."""
+        return {"time_skip_steps": self.time_skip_steps, "scene_means": dict(self._scene_means),
+                "metrics": self._metrics, "times": {k: list(v) for k, v in self._times.items()},
+                "unavailable": dict(self.unavailable)}
+
+    @classmethod
+    def merged(cls, states: list[dict]) -> "ScoreBook":
+        """One book from the :meth:`state` of each rank, in rank order (each rank evaluated its own
+        contiguous block of the test split, so the scene order is the single-process order). A scene
+        in two states is an error: the ranks' shards must not overlap (no padding duplicates)."""
+        if not states:
+            raise InputError("ScoreBook.merged: no states to merge.")
+        book = cls(time_skip_steps=states[0]["time_skip_steps"])
+        for state in states:
+            for name, reason in state["unavailable"].items():
+                book.unavailable.setdefault(name, reason)
+            for tag, times in state["times"].items():
+                book._times.setdefault(tag, []).extend(times)
+            for scene, means in state["scene_means"].items():
+                if scene in book._scene_means:
+                    raise InputError(f"ScoreBook.merged: scene '{scene}' was evaluated by two ranks; the test shards overlap.")
+                if book._metrics is None:
+                    book._metrics = list(state["metrics"])
+                book._scene_means[scene] = dict(means)
+        return book
+
     def write(self, directory: str | Path) -> list[Path]:
         """Write the score files (see the module docstring) into ``directory``; returns the paths."""
         out = Path(directory)

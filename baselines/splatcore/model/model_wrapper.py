@@ -278,7 +278,28 @@ class ModelWrapper(LightningModule):
         for index, image in zip(indices.tolist(), pixels):
             Image.fromarray(image).save(folder / f"{int(index):06d}.png")
 
+    def _gather_test_state(self) -> bool:
+        """Under DDP: rank 0 receives every rank's scores and timings (each rank evaluated its own
+        block of the test split) and returns True; the other ranks return False (they write
+        nothing). One process: True."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size <= 1:
+            return True
+        import torch.distributed as dist
+
+        mine = {"book": self.score_book.state() if self.score_book is not None else None, "times": self.test_times}
+        states: list = [None] * trainer.world_size
+        dist.all_gather_object(states, mine)
+        if trainer.global_rank != 0:
+            return False
+        if self.score_book is not None:
+            self.score_book = ScoreBook.merged([state["book"] for state in states])
+        self.test_times = {key: [t for state in states for t in state["times"][key]] for key in self.test_times}
+        return True
+
     def on_test_end(self) -> None:
+        if not self._gather_test_state():
+            return
         out = self.test_output_dir
         out.mkdir(parents=True, exist_ok=True)
         skip = self.test_cfg.eval_time_skip_steps
