@@ -54,3 +54,20 @@ def test_scorebook_rejects_inconsistent_input():
         book.add("d", {"psnr": torch.tensor([]), "ssim": torch.tensor([])})
     with pytest.raises(InputError, match="no scene"):
         ScoreBook().averages()
+
+
+def test_merged_books_of_ranks_equal_one_book_and_reject_overlapping_shards():
+    values = {f"s{i}": {"psnr": torch.tensor([20.0 + i, 21.0 + i]), "ssim": float(i) / 10} for i in range(5)}
+    whole = ScoreBook()
+    ranks = [ScoreBook(), ScoreBook()]
+    for i, (scene, metrics) in enumerate(values.items()):
+        whole.add(scene, metrics)
+        ranks[0 if i < 2 else 1].add(scene, metrics)  # contiguous blocks, as the test shards
+        ranks[0 if i < 2 else 1].add_time("encoder", 0.1 * i)
+        whole.add_time("encoder", 0.1 * i)
+    merged = ScoreBook.merged([book.state() for book in ranks])
+    assert merged.rows() == whole.rows() and merged.averages() == whole.averages()
+    assert merged.timings() == whole.timings()
+    ranks[1].add("s0", values["s0"])
+    with pytest.raises(InputError, match="'s0' was evaluated by two ranks"):
+        ScoreBook.merged([book.state() for book in ranks])
