@@ -160,7 +160,7 @@ def _train(spec: RunSpec, directory: Path, start_checkpoint: Path | None) -> dic
     :func:`step_checkpoint`) is resumed from (weights, optimizer, scheduler, data position), and
     the result records the overrides of an uninterrupted run either way."""
     from omegaconf import OmegaConf
-    from splatcore.main import compose_config, run
+    from splatcore.main import compose_config
     from splatcore.overrides import path_override
 
     directory = directory.resolve()
@@ -169,18 +169,54 @@ def _train(spec: RunSpec, directory: Path, start_checkpoint: Path | None) -> dic
         overrides.append(path_override("checkpointing.pretrained_model", start_checkpoint))
     resume = step_checkpoint(directory)
     extra = [] if resume is None else [path_override("checkpointing.load", resume[0]), "checkpointing.resume=true"]
-    result = run(compose_config(_quoted(overrides) + extra))
+    checkpoint_path, history = _run_training(_quoted(overrides) + extra, directory)
     if resume is not None:  # config.yaml as an uninterrupted run writes it (no resume keys)
         (directory / CONFIG_FILE).write_text(OmegaConf.to_yaml(compose_config(_quoted(overrides)), resolve=True))
     container = directory.parent.parent
     relativise_config(directory, container)
-    checkpoint = Path(result.checkpoint_path).resolve().relative_to(directory)
+    checkpoint = Path(checkpoint_path).resolve().relative_to(directory)
     return {
         "checkpoint": str(checkpoint),
         "weights": weights_digest(directory / checkpoint),
         "overrides": _relative_overrides(overrides, directory, container),
-        "history": result.history,
+        "history": history,
     }
+
+
+def _processes(overrides: list[str]) -> int:
+    """The number of training processes the overrides ask for (``trainer.devices`` x ``trainer.num_nodes``)."""
+    values = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in overrides if "=" in o}
+    count = 1
+    for key in ("trainer.devices", "trainer.num_nodes"):
+        value = values.get(key, "1")
+        count *= int(value) if value.isdigit() else 1
+    return count
+
+
+def _run_training(overrides: list[str], directory: Path) -> tuple[Path, list[dict[str, float]]]:
+    """Train with the composed ``overrides``: in this process for one device; for several (``--gpus
+    N``) as ``python -m pmsplat.cli train`` in a child process, because Lightning's DDP launcher
+    starts the other ranks by running the current command again (the child's command, not this
+    pipeline). Returns (last checkpoint, history rows)."""
+    import csv
+    import subprocess
+    import sys
+
+    from splatcore.history import HISTORY_FILE
+    from splatcore.main import compose_config, run
+
+    if _processes(overrides) <= 1:
+        result = run(compose_config(overrides))
+        return Path(result.checkpoint_path), result.history
+    done = subprocess.run([sys.executable, "-m", "pmsplat.cli", "train", *overrides], cwd=Path.cwd())
+    if done.returncode != 0:
+        from pmsplat.errors import PmsplatError
+
+        raise PmsplatError(f"the training stage in {directory} failed (exit code {done.returncode}); its log is above. "
+                           "Run the same command again to resume it.")
+    with (directory / HISTORY_FILE).open(newline="") as handle:
+        history = [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+    return directory / "checkpoints" / "last.ckpt", history
 
 
 def _evaluate(spec: RunSpec, directory: Path, checkpoint: Path, max_scenes: int | None) -> dict:
