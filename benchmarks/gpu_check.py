@@ -49,6 +49,8 @@ train            150   50 steps of MVSplat and DepthSplat (small) at 256x256 wit
                        (synthetic teacher) through ModelWrapper: loss decreases, step time, peak memory,
                        first-step loss vs the same step on CPU
 gpu-tests         90   ``pytest -m gpu`` (the GPU-marked tests of the suite)
+ddp               90   with 2+ GPUs: tests/splatcore/test_ddp.py on 2 GPUs (one DDP step = 2 accumulated
+                       batches, DDP evaluation = one process, one history row per step); SKIP with one
 ==============  =====  ===============================================================================
 
 On a machine without internet, put missing packages on ``PYTHONPATH`` (wheels installed with
@@ -149,6 +151,7 @@ STEPS: list[Step] = [
     Step("render", "gsplat vs exact torch rasteriser", 45, "step_render", requires=("gsplat-build",)),
     Step("train", "50 steps MVSplat + DepthSplat, loss=[mse,lpips,pm]", 150, "step_train", requires=("gsplat-build", "synth-data")),
     Step("gpu-tests", "pytest -m gpu", 90, "step_gpu_tests", requires=("gsplat-build",)),
+    Step("ddp", "DDP tests on 2 GPUs (skipped with one)", 90, "step_ddp"),
 ]
 
 
@@ -1388,6 +1391,24 @@ def step_gpu_tests(ctx: StepContext) -> tuple[str, str]:
     if returncode == 5 or (returncode == 0 and not counts["passed"]):
         return "SKIP", summary_line or "no GPU test ran"
     return "FAIL", summary_line or f"pytest exited with {returncode}"
+
+
+def step_ddp(ctx: StepContext) -> tuple[str, str]:
+    """The DDP tests of the suite with ``trainer.accelerator=gpu`` on 2 GPUs (needs 2)."""
+    import torch
+
+    count = torch.cuda.device_count() if ctx.device.startswith("cuda") else 0
+    ctx.figure("GPUs", count)
+    if count < 2:
+        return "SKIP", f"{count} GPU(s): the DDP step needs 2"
+    argv = [sys.executable, "-m", "pytest", "tests/splatcore/test_ddp.py", "-q", "-p", "no:cacheprovider", "-rfE"]
+    env = dict(os.environ, PMSPLAT_DDP_ACCELERATOR="gpu")
+    done = subprocess.run(argv, cwd=str(REPO), env=env, capture_output=True, text=True)
+    print(done.stdout[-4000:], flush=True)
+    counts, summary_line = parse_pytest_summary(done.stdout)
+    for kind in ("passed", "failed", "error", "skipped"):
+        ctx.figure(kind, counts[kind])
+    return ("PASS" if done.returncode == 0 and counts["passed"] else "FAIL"), summary_line or f"pytest exited with {done.returncode}"
 
 
 # ---------------------------------------------------------------------------------------------

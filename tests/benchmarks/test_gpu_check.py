@@ -24,7 +24,7 @@ _spec.loader.exec_module(gpu_check)
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this test covers the machine without CUDA")
 
-EXPECTED_STEPS = ["environment", "gsplat-build", "synth-data", "knn", "pmloss", "attention", "parity", "render", "train", "gpu-tests"]
+EXPECTED_STEPS = ["environment", "gsplat-build", "synth-data", "knn", "pmloss", "attention", "parity", "render", "train", "gpu-tests", "ddp"]
 
 
 def test_step_list_names_targets_and_order():
@@ -186,8 +186,8 @@ def test_cpu_run_reports_every_cuda_step_skipped_and_writes_the_report(tmp_path,
     meta = {r[1]: r[2] for r in rows if r[0] == "meta"}
     assert meta["device"] == "no CUDA device" and meta["torch"] == torch.__version__
     assert {"gsplat", "xformers", "nvcc", "NVIDIA driver", "torch CUDA build"} <= set(meta)
-    assert "0 PASS, 0 FAIL, 9 SKIP, 0 CUT" in (out / "gpu.md").read_text()
-    assert "9 SKIP" in capsys.readouterr().out
+    assert "0 PASS, 0 FAIL, 10 SKIP, 0 CUT" in (out / "gpu.md").read_text()
+    assert "10 SKIP" in capsys.readouterr().out
 
 
 @no_cuda

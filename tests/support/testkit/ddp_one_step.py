@@ -13,6 +13,7 @@ starts the other ranks by running this file again.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def main() -> None:
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
             grads.update({n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None})
 
-    trainer = Trainer(callbacks=[KeepGradients()], accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=1,
+    accelerator = os.environ.get("PMSPLAT_DDP_ACCELERATOR", "cpu")  # gpu under `make gpu-check`
+    trainer = Trainer(callbacks=[KeepGradients()], accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=1,
                       accumulate_grad_batches=accumulate, gradient_clip_val=0.5, enable_checkpointing=False, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, train_dataloaders=DataLoader(Fixed(examples), batch_size=batch, shuffle=False))
