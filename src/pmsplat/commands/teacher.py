@@ -14,7 +14,9 @@
 ``check`` loads the teacher, runs one example (a ray-cast synthetic room, or the first scene of
 ``--dataset``) and prints the output shapes, frame, time and peak memory; exit 1 on any error.
 ``precompute`` is resumable (finished scenes are skipped) and several processes may fill one
-cache with disjoint ``--shard 0/4``, ``--shard 1/4``, ... ; ``verify`` exits 1 unless every scene is
+cache with disjoint ``--shard 0/4``, ``--shard 1/4``, ... (under torchrun or srun each rank takes
+its shard from the launcher: ``torchrun --nproc-per-node 4 -m pmsplat.cli teacher precompute ...``);
+``verify`` exits 1 unless every scene is
 present and intact (and, with ``--dataset``, the dataset is unchanged).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,7 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--image-shape", type=int, nargs=2, metavar=("H", "W"), help="dataset.image_shape (crop-shim output)")
     build.add_argument("--dataset-name", help="dataset.name (default: synthetic when synthetic.json exists, else re10k)")
     build.add_argument("--dataset-set", nargs="+", default=[], metavar="KEY=VALUE", help="other dataset options (YAML values)")
-    build.add_argument("--shard", default="0/1", help="I/N: handle scenes at sorted positions p with p %% N == I (default 0/1)")
+    build.add_argument("--shard", default=None,
+                       help="I/N: handle scenes at sorted positions p with p %% N == I (default: RANK/WORLD_SIZE under "
+                            "torchrun or SLURM_PROCID/SLURM_NTASKS under srun, else 0/1)")
     build.add_argument("--frame-policy", choices=["scene", "windows"], default="scene", help="frames per teacher call (default: whole scene)")
     build.add_argument("--window", type=int, default=16, help="frames per window (--frame-policy windows)")
     build.add_argument("--overlap", type=int, default=4, help="frames shared by consecutive windows")
@@ -160,11 +165,22 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def launcher_shard(environ) -> str:
+    """The shard ``I/N`` of this process under a launcher: torchrun's ``RANK`` / ``WORLD_SIZE``, srun's
+    ``SLURM_PROCID`` / ``SLURM_NTASKS``; ``0/1`` otherwise (so ``torchrun --nproc-per-node 8 -m
+    pmsplat.cli teacher precompute ...`` fills one cache with 8 disjoint shards)."""
+    for rank, world in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if rank in environ and world in environ:
+            return f"{environ[rank]}/{environ[world]}"
+    return "0/1"
+
+
 def run_precompute(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from pmsplat.teachers.cache_build import CacheBuildCfg, FramePolicyCfg, precompute
 
+    args.shard = args.shard or launcher_shard(os.environ)
     try:
         shard_index, shard_count = (int(x) for x in args.shard.split("/"))
     except ValueError:  # a usage error, as argparse's (exit 2)

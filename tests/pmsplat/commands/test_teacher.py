@@ -113,3 +113,21 @@ def test_cache_teacher_serves_on_the_images_device(dataset_root, tmp_path):
     on_gpu = teacher(images.cuda(), {**context, "index": context["index"].cuda()})
     assert on_gpu.points.is_cuda and on_gpu.confidence.is_cuda
     assert torch.equal(on_gpu.points.cpu(), on_cpu.points)
+
+
+def test_precompute_takes_its_shard_from_torchrun_or_srun(dataset_root, tmp_path, capsys, monkeypatch):
+    from pmsplat.commands.teacher import launcher_shard
+
+    assert launcher_shard({"RANK": "3", "WORLD_SIZE": "8"}) == "3/8"
+    assert launcher_shard({"SLURM_PROCID": "1", "SLURM_NTASKS": "4"}) == "1/4"
+    assert launcher_shard({}) == "0/1"
+    out = tmp_path / "cache"
+    for rank in ("0", "1"):  # two ranks of a torchrun launch, one after the other
+        monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main(["teacher", "precompute", "--dataset", str(dataset_root), "--out", str(out), "--stage", "test"]) == 0
+        assert f"Shard {rank}/2: 1 scene(s) computed" in capsys.readouterr().out
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert main(["teacher", "verify", str(out), "--dataset", str(dataset_root)]) == 0
+    assert "OK: 2/2 scenes complete" in capsys.readouterr().out
