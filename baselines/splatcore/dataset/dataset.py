@@ -152,7 +152,7 @@ class ChunkedDataset(IterableDataset):
         if self.stage == "train" and self.position is not None:
             yield from self._train_iter()
             return
-        if self.stage == "test" and self.shard_count > 1:
+        if self.stage == "test" and self.shard_count > 1 and self.cfg.overfit_to_scene is None:
             yield from self._test_shard_iter()
             return
         chunks = list(self.chunks)
