@@ -62,8 +62,8 @@ def test_pm_loss_trains_by_config_alone(baseline, tiny_synthetic, tmp_path):
     result = run(cfg)
     pm_values = [row["loss/pm"] for row in result.history]
     assert len(pm_values) == 12 and all(v > 0 for v in pm_values)
-    first, last = sum(pm_values[:3]) / 3, sum(pm_values[-3:]) / 3
-    assert last < first  # the PM-Loss term decreases
+    # not "the raw PM term falls": it grows with the prediction's squared size, which the photometric
+    # loss changes in the first steps (DepthSplat's grows here); the scale-free distance below is the test
 
     trained = build_model(cfg, run_cfg)
     load_weights(trained, result.checkpoint_path, strict=True, what="trained")

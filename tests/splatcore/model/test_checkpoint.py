@@ -86,6 +86,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found: .*nope.ckpt"):
         load_weights(model, tmp_path / "nope.ckpt")
     (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "train" / "index.json").write_text("{}")  # a valid (empty) split: the checkpoint is what is wrong
     cfg = compose_config(tiny_overrides(tmp_path / "data", tmp_path / "out", f"checkpointing.load={tmp_path / 'nope.ckpt'}"))
     with pytest.raises(CheckpointError, match=r"checkpointing.load=.*nope.ckpt does not exist"):
         typed_config(cfg)
