@@ -1,7 +1,7 @@
 """``pmsplat reproduce``: the paper's comparison (baseline vs baseline + PM-Loss), end to end.
 
     pmsplat reproduce --baseline mvsplat                      # synthetic benchmark, CPU (default):
-                                                              # fine-tunes the shipped converged base
+                                                              # fine-tunes the shipped synthetic base
     pmsplat reproduce --baseline mvsplat --from-scratch       # a short base from scratch instead
     pmsplat reproduce --baseline depthsplat --data dl3dv --root datasets/DL3DV_480P \\
         --teacher vggt --gpus 8 --base-checkpoint checkpoints/depthsplat-gs-base-dl3dv-256x448-75cc0183.pth

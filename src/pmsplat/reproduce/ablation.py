@@ -202,7 +202,7 @@ def cut_note(plan: Plan, every: list[AblationVariant]) -> str:
     long_cut = "" if s.long_factor >= 4 else " rather than 4x: it is the comparison's own fine-tune, reused"
     text = (
         "The default MVSplat schedule is sized to fit in 60 minutes on 2 CPU cores; to fit, every short variant is "
-        f"fine-tuned {s.finetune_steps} steps from the same {s.base_steps}-step base (the long variant "
+        f"fine-tuned {s.finetune_steps} steps from {_base_words(plan)} (the long variant "
         f"{s.long_factor * s.finetune_steps} steps, {s.long_factor}x{long_cut}), {len(s.seeds)} seeds each, with one "
         "warm-up form (PM-Loss off for "
         "the first half, no ramp), one robust kernel (Huber; the trimmed mean is not run), and teacher quality only "
@@ -213,6 +213,18 @@ def cut_note(plan: Plan, every: list[AblationVariant]) -> str:
     if skipped:
         text += f" Not run in this call (`--variants`): {', '.join(skipped)}."
     return text
+
+
+def _base_words(plan: Plan, long: bool = False) -> str:
+    """The base every variant starts from: the shipped synthetic base or a base trained first."""
+    if plan.base_sha256 is not None and not plan.from_scratch:
+        from .bases import shipped_base_summary
+
+        return f"the shipped base {shipped_base_summary(plan.base_checkpoint, plan.base_sha256)}" if long else "the same shipped base"
+    if plan.base_checkpoint is not None:
+        return f"the base checkpoint `{plan.base_checkpoint}`" if long else "the same base checkpoint"
+    steps = plan.schedule.base_steps
+    return f"{steps} steps of the baseline from scratch (seed 0)" if long else f"the same {steps}-step base"
 
 
 def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dict[str, float]) -> Path:
@@ -248,7 +260,7 @@ def write_ablation(plan: Plan, out: Path, results: dict[str, dict], timings: dic
     parts.append(f"Machine: {machine_description()}.")
     parts.append("")
     parts.append(
-        f"Base: {s.base_steps} steps of the baseline from scratch (seed 0). Every variant is fine-tuned from it per seed "
+        f"Base: {_base_words(plan, long=True)}. Every variant is fine-tuned from it per seed "
         f"{list(s.seeds)} (same seed, data order and start for all variants), then evaluated on "
         + ", ".join(f"{split} (`{path}`)" for split, path in plan.splits.items())
         + (f", first {s.max_eval_scenes} scene(s) only" if s.max_eval_scenes else "") + "."

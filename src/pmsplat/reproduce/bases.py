@@ -93,3 +93,14 @@ def checked_base(baseline: str) -> tuple[Path, dict[str, Any]]:
         raise DataError(f"{path}: its provenance names baseline {record.get('baseline')!r}, not {baseline!r}: "
                         f"{pretrain_remedy(baseline)}")
     return path.resolve(), record
+
+
+def shipped_base_summary(path: Path, sha256: str | None) -> str:
+    """``checkpoints/synthetic/<name>`` with its pretraining steps (from its provenance) and sha256,
+    for the reports."""
+    try:
+        record = json.loads(provenance_path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        record = {}
+    steps = f"{record['steps']} pretraining steps, " if "steps" in record else ""
+    return f"`{SHIPPED_FOLDER / Path(path).name}` ({steps}sha256 {str(sha256)[:12]}…)"

@@ -34,6 +34,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .bases import shipped_base_summary
 from .lock import hold_lock
 from .protocol import Plan, RunSpec
 from .report import ReportInputs, RunRecord, write_report
@@ -432,7 +433,7 @@ def write_outputs(plan: Plan, out: Path, results: dict[str, dict], timings: dict
         "teacher": plan.teacher,
         "protocol": (
             (f"base: {s.base_steps} steps of the baseline from scratch (seed 0)" if plan.from_scratch else
-             f"base: the shipped converged base {_shipped_base_summary(plan)}")
+             f"base: the shipped synthetic base {shipped_base_summary(plan.base_checkpoint, plan.base_sha256)}")
             + f"; then per seed {list(s.seeds)}: {s.finetune_steps} fine-tuning steps from the base, without and with "
             f"PM-Loss (weight {s.pm_weight}); same data order, schedule and start for both"
             if plan.data == "synthetic"
@@ -469,19 +470,6 @@ def write_outputs(plan: Plan, out: Path, results: dict[str, dict], timings: dict
     path = write_report(inputs, out)
     (out / "plan.json").write_text(json.dumps([asdict(r) for r in plan.runs], indent=2))
     return path
-
-
-def _shipped_base_summary(plan: Plan) -> str:
-    """``checkpoints/synthetic/<name>`` with its pretraining steps and sha256, from its provenance."""
-    from .bases import SHIPPED_FOLDER, provenance_path
-
-    path = plan.base_checkpoint
-    try:
-        record = json.loads(provenance_path(path).read_text())
-    except (OSError, ValueError, TypeError):
-        record = {}
-    steps = f"{record['steps']} pretraining steps, " if "steps" in record else ""
-    return f"`{SHIPPED_FOLDER / path.name}` ({steps}sha256 {str(plan.base_sha256)[:12]}…)"
 
 
 def _photometric_summary(out: Path, spec: RunSpec) -> str:

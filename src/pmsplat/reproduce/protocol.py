@@ -89,7 +89,7 @@ class EveryBaseline(dict):
 
 
 # CPU sizes of the synthetic comparison. By default both fine-tunes of every seed start from the
-# shipped converged base (checkpoints/synthetic/, `make pretrain-synthetic`; the paper's protocol:
+# shipped synthetic base (checkpoints/synthetic/, `make pretrain-synthetic`; the paper's protocol:
 # fine-tune a converged checkpoint with and without PM-Loss), so ``base_steps`` is 0. MVSplat's
 # default (3 seeds x 2 fine-tunes + 12 evaluations) is sized to stay under 15 min on 2 quiet cores
 # with the paper's photometric loss (`--dry-run` prints the estimate from CPU_COSTS); the smoke
