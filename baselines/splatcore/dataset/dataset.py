@@ -176,12 +176,10 @@ class ChunkedDataset(IterableDataset):
                     if limit is not None and yielded >= limit:
                         self._report_pass(worker, yielded, skipped)
                         return
-                    item = self.load_example(example, path)
-                    if isinstance(item, Skip):
-                        self._count_skip(item, skipped)
-                        continue
-                    yielded += 1
-                    yield item
+                    item = self._loaded(example, path, skipped)
+                    if item is not None:
+                        yielded += 1
+                        yield item
         self._report_pass(worker, yielded, skipped)
 
     def _test_shard_iter(self):
@@ -219,13 +217,19 @@ class ChunkedDataset(IterableDataset):
                     position += 1
                     if not first < position <= last:
                         continue
-                    item = self.load_example(example, path)
-                    if isinstance(item, Skip):
-                        self._count_skip(item, skipped)
-                        continue
-                    yielded += 1
-                    yield item
+                    item = self._loaded(example, path, skipped)
+                    if item is not None:
+                        yielded += 1
+                        yield item
         self._report_pass(worker, yielded, skipped)
+
+    def _loaded(self, example: dict, path: Path, skipped: dict[str, int]) -> dict | None:
+        """The example loaded, or None when it is skipped (then counted in ``skipped``)."""
+        item = self.load_example(example, path)
+        if isinstance(item, Skip):
+            self._count_skip(item, skipped)
+            return None
+        return item
 
     def _count_skip(self, item: Skip, skipped: dict[str, int]) -> None:
         """Record one skipped example: its reason in ``self.skips`` and the pass's ``skipped`` counts."""
@@ -260,10 +264,9 @@ class ChunkedDataset(IterableDataset):
                         sampler_step.step = base_step + worker + (yielded // batch_size) * workers
                         with torch.random.fork_rng(devices=[]):
                             torch.manual_seed(derive_seed(self.seed, epoch, worker, drawn))
-                            item = self.load_example(example, path)
+                            item = self._loaded(example, path, skipped)
                         drawn += 1
-                        if isinstance(item, Skip):
-                            self._count_skip(item, skipped)
+                        if item is None:
                             continue
                         yielded += 1
                         if yielded <= skip:

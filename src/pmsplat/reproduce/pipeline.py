@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from .bases import shipped_base_summary
 from .lock import hold_lock
 from .protocol import Plan, RunSpec
 from .report import ReportInputs, RunRecord, write_report
-from .stages import artifact, run_stage, weights_digest
+from .stages import artifact, run_stage, step_checkpoint, weights_digest
 
 CONFIG_FILE = "config.yaml"
 CONFIG_HEADER = "# Resolved run config. Paths inside the reproduction folder are relative to this run folder.\n"
@@ -126,29 +125,6 @@ def _quoted(overrides: list[str]) -> list[str]:
     from splatcore.overrides import quote_path_overrides
 
     return quote_path_overrides(overrides)
-
-
-STEP_CHECKPOINT = re.compile(r"step_(\d+)")
-
-
-def step_checkpoint(directory: Path) -> tuple[Path, int] | None:
-    """The latest readable Lightning step checkpoint of an unfinished training stage and its
-    step (``checkpoints/*step_<n>*.ckpt``; a file cut off by the kill is passed over), or None."""
-    import torch
-
-    found = []
-    for path in (directory / "checkpoints").glob("*.ckpt"):
-        match = STEP_CHECKPOINT.search(path.stem)
-        if match and path.name != "last.ckpt":
-            found.append((int(match.group(1)), path))
-    for step, path in sorted(found, reverse=True):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:  # truncated or corrupt: the kill hit it while it was written
-            continue
-        if isinstance(state, dict) and "state_dict" in state and "optimizer_states" in state and "loops" in state:
-            return path, int(state.get("global_step", step))
-    return None
 
 
 def _resume_point(directory: Path) -> str | None:

@@ -36,7 +36,6 @@ import json
 import math
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -50,6 +49,7 @@ from pmsplat.errors import DataError, InputError
 
 from .bases import file_sha256, provenance_path, read_provenance
 from .protocol import SYNTHETIC_SPLITS, evaluation_overrides
+from .stages import step_checkpoint
 
 BASELINES = ("mvsplat", "depthsplat")
 # Default step budgets (also the LR schedule's length, so the lr has annealed when the budget is
@@ -65,7 +65,6 @@ CHECK_SET, CHECK_SCENES = "check_2_scenes", 2  # the metrics the test suite repr
 MIN_VALIDATIONS = 5  # the rule is evaluated from step 5 x val_every on (the window then holds a point)
 RUN_FILE, STATE_FILE, VALIDATION_FILE, REPORT_FILE, CURVES_FILE = (
     "run.json", "state.json", "validation.csv", "report.md", "curves.png")
-_STEP_IN_NAME = re.compile(r"step_(\d+)")
 
 
 # ------------------------------------------------------------------------------------ stopping rule
@@ -252,20 +251,6 @@ def data_hash(root: Path) -> str:
 # ------------------------------------------------------------------------------------ resume
 
 
-def latest_step_checkpoint(directory: Path) -> tuple[Path, int] | None:
-    """(path, step) of the step checkpoint with the highest step in ``directory/checkpoints``
-    (Lightning names them ``epoch_E-step_S.ckpt``), or None when there is none."""
-    found = []
-    for path in (Path(directory) / "checkpoints").glob("*.ckpt"):
-        match = _STEP_IN_NAME.search(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    if not found:
-        return None
-    step, path = max(found)
-    return path, step
-
-
 def _read_csv(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(path.open())) if path.is_file() else []
 
@@ -387,7 +372,7 @@ def train(cfg: PretrainConfig, extra_callbacks: Sequence[Any] = (), log: Callabl
     out = cfg.out.resolve()
     composed = compose_config(training_overrides(cfg))
     run_cfg = typed_config(composed)
-    resume = latest_step_checkpoint(out)
+    resume = step_checkpoint(out)
     resumed_from = resume[1] if resume else None
     last_step = resumed_from if resume else -1
     history = HistoryWriter(out / HISTORY_FILE)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -196,3 +197,26 @@ def run_stage(
                                      indent=2, default=str))
     os.replace(temporary, directory / DONE)
     return result, seconds, False
+
+
+STEP_CHECKPOINT = re.compile(r"step_(\d+)")
+
+
+def step_checkpoint(directory: Path) -> tuple[Path, int] | None:
+    """The latest readable Lightning step checkpoint of an unfinished training stage and its
+    step (``checkpoints/*step_<n>*.ckpt``; a file cut off by the kill is passed over), or None."""
+    import torch
+
+    found = []
+    for path in (directory / "checkpoints").glob("*.ckpt"):
+        match = STEP_CHECKPOINT.search(path.stem)
+        if match and path.name != "last.ckpt":
+            found.append((int(match.group(1)), path))
+    for step, path in sorted(found, reverse=True):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception:  # truncated or corrupt: the kill hit it while it was written
+            continue
+        if isinstance(state, dict) and "state_dict" in state and "optimizer_states" in state and "loops" in state:
+            return path, int(state.get("global_step", step))
+    return None
